@@ -1,0 +1,46 @@
+# pushgw — the two commands a user needs: `make run` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint venv clean bench bench-store bench-delivery bench-provider bench-bridge bench-faults
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Run the gateway on the embedded default (SQLite under ./data, in-process bus).
+run: $(STAMP)
+	$(BIN)/pushgw serve --data-dir ./data
+
+## Install PostgreSQL/Redis if missing, start throwaway instances, run pytest, tear down.
+test: $(STAMP)
+	scripts/with-test-services.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check . || true
+	$(BIN)/mypy
+
+bench-store: $(STAMP)
+	scripts/with-test-services.sh $(BIN)/python -m loadtest store
+
+bench-delivery: $(STAMP)
+	scripts/with-test-services.sh $(BIN)/python -m loadtest delivery
+
+bench-provider: $(STAMP)
+	scripts/with-test-services.sh $(BIN)/python -m loadtest provider
+
+bench-bridge: $(STAMP)
+	scripts/with-test-services.sh $(BIN)/python -m loadtest bridge
+
+bench: bench-store bench-delivery bench-provider bench-bridge
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

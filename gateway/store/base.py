@@ -1,0 +1,185 @@
+"""The durable store: the one source of truth for pushgw.
+
+Two backends implement this protocol (``PostgresStore``, ``SqliteStore``)
+and one contract suite (tests/contract/test_store.py) runs against both.
+Every method translates its driver's connection errors into
+``schemas.errors.StoreUnavailable`` so callers can answer 503.
+
+Times are integer milliseconds since the epoch unless named ``*_s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from schemas.notification import (
+    AcceptResult,
+    Environment,
+    Notification,
+    NotificationStatus,
+    StoredNotification,
+    TokenKind,
+)
+
+
+class Team(msgspec.Struct, frozen=True, kw_only=True):
+    team_id: str  # 10-char Apple-style team id
+    name: str
+
+
+class App(msgspec.Struct, frozen=True, kw_only=True):
+    app_id: int
+    team_id: str
+    bundle_id: str  # the apns-topic base
+    name: str = ""
+
+
+class ProviderKey(msgspec.Struct, frozen=True, kw_only=True):
+    key_id: str  # 10-char kid
+    team_id: str
+    public_key_pem: str
+    revoked: bool = False
+
+
+class ApiKeyRecord(msgspec.Struct, frozen=True, kw_only=True):
+    key_prefix: str  # first 8 chars, shown in listings; the rest is hashed
+    app_id: int
+    created_at_ms: int
+
+
+class Device(msgspec.Struct, frozen=True, kw_only=True):
+    device_id: str
+    app_id: int
+    user_id: str | None
+    created_at_ms: int
+
+
+class DeviceToken(msgspec.Struct, frozen=True, kw_only=True):
+    token: str  # lowercase hex
+    app_id: int
+    device_id: str | None  # None for kind apns tokens without a pushgw device
+    topic: str  # bundle id (plus push-type suffix where applicable)
+    environment: Environment
+    kind: TokenKind
+    active: bool
+    invalidated_at_ms: int | None  # set when unregistered / rejected by Apple
+    user_id: str | None = None
+
+
+class Store(Protocol):
+    # -- lifecycle -----------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and run pending migrations."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable if the store cannot answer."""
+
+    # -- tenants and credentials ----------------------------------------------
+    async def create_team(self, team_id: str, name: str) -> Team: ...
+
+    async def create_app(self, team_id: str, bundle_id: str, name: str = "") -> App: ...
+
+    async def get_app(self, app_id: int) -> App | None: ...
+
+    async def get_app_by_bundle(self, bundle_id: str) -> App | None: ...
+
+    async def list_apps(self, team_id: str | None = None) -> list[App]: ...
+
+    async def add_provider_key(self, team_id: str, key_id: str, public_key_pem: str) -> ProviderKey: ...
+
+    async def get_provider_key(self, key_id: str) -> ProviderKey | None: ...
+
+    async def revoke_provider_key(self, key_id: str) -> None: ...
+
+    async def create_api_key(self, app_id: int) -> str:
+        """Return a new plaintext API key; only its hash is stored."""
+
+    async def verify_api_key(self, plaintext: str) -> App | None:
+        """Constant-time check; the app the key belongs to, or None."""
+
+    # -- devices and tokens ----------------------------------------------------
+    async def create_device(self, app_id: int, user_id: str | None = None) -> tuple[Device, str]:
+        """Create a device; returns it and its plaintext secret (stored hashed)."""
+
+    async def authenticate_device(self, device_id: str, secret: str) -> Device | None: ...
+
+    async def get_device(self, device_id: str) -> Device | None: ...
+
+    async def delete_device(self, device_id: str) -> list[DeviceToken]:
+        """Delete the device; its tokens become inactive. Returns them."""
+
+    async def issue_token(self, device_id: str, topic: str, environment: Environment) -> DeviceToken:
+        """A new random 32-byte token (64 hex) of kind local, bound to topic+env."""
+
+    async def register_apns_token(
+        self,
+        app_id: int,
+        token: str,
+        topic: str,
+        environment: Environment,
+        user_id: str | None = None,
+    ) -> DeviceToken:
+        """Register (or re-activate) a real iPhone token, kind apns."""
+
+    async def get_token(self, token: str) -> DeviceToken | None: ...
+
+    async def unregister_token(self, token: str, at_ms: int | None = None) -> int | None:
+        """Mark inactive; returns the invalidation timestamp (ms), None if unknown."""
+
+    async def list_device_tokens(self, device_id: str) -> list[DeviceToken]: ...
+
+    async def list_user_tokens(self, app_id: int, user_id: str) -> list[DeviceToken]: ...
+
+    # -- subscriptions (fan-out) ----------------------------------------------
+    async def subscribe(self, token: str, channel: str) -> None: ...
+
+    async def unsubscribe(self, token: str, channel: str) -> None: ...
+
+    async def channel_tokens(self, app_id: int, channel: str, after: str = "", limit: int = 1000) -> list[DeviceToken]:
+        """Active tokens subscribed to channel, ordered by token, paged by ``after``."""
+
+    # -- notifications ---------------------------------------------------------
+    async def accept(self, notification: Notification) -> AcceptResult:
+        """Durably accept one notification; concurrent callers share one
+        transaction (group commit). Returns only after the commit."""
+
+    async def accept_many(self, notifications: Sequence[Notification]) -> list[AcceptResult]:
+        """Accept a batch in one transaction (what group commit calls)."""
+
+    async def backlog(
+        self, device_id: str, limit: int, after: tuple[int, int] | None = None, now_s: int | None = None
+    ) -> list[StoredNotification]:
+        """Pending, unexpired notifications of the device, by priority desc then id.
+
+        ``after`` is the (priority, id) of the last row of the previous page.
+        """
+
+    async def mark_delivered(self, device_id: str, ids: Sequence[int], sent_at_ms: int | None = None) -> int:
+        """Batched ack: pending rows among ``ids`` that belong to the device become delivered."""
+
+    async def discard(self, ids: Sequence[int]) -> int:
+        """apns-expiration 0 to an absent device: pending -> discarded."""
+
+    async def expire_due(self, now_s: int, limit: int = 10_000) -> int:
+        """Sweeper: pending rows whose expiration passed become expired."""
+
+    async def purge(self, older_than_ms: int, limit: int = 10_000) -> int:
+        """Retention: delete terminal rows accepted before the cutoff."""
+
+    async def take_overflow(self, device_id: str) -> int:
+        """Number of notifications dropped by the backlog cap since last asked; resets it."""
+
+    async def status(self, app_id: int, apns_id: str) -> NotificationStatus | None: ...
+
+    # -- relay to Apple (kind apns) --------------------------------------------
+    async def claim_relay(self, worker: str, limit: int, lease_ms: int) -> list[StoredNotification]:
+        """Lease pending kind-apns rows (SKIP LOCKED on Postgres)."""
+
+    async def finish_relay(self, id: int, status: str, reason: str | None = None, apple_id: str | None = None) -> None: ...
+
+    async def retry_relay(self, id: int, not_before_ms: int) -> None: ...

@@ -1,0 +1,40 @@
+import pytest
+
+from gateway.config import ConfigError, load_config
+
+
+def test_defaults_are_embedded():
+    cfg = load_config(env={})
+    assert cfg.embedded
+    assert cfg.backlog_cap == 1000
+
+
+def test_env_overrides_and_types():
+    cfg = load_config(env={"PUSHGW_DATABASE_URL": "postgresql://u:pw@h/db", "PUSHGW_BACKLOG_CAP": "7"})
+    assert not cfg.embedded
+    assert cfg.backlog_cap == 7
+    assert cfg.public_dict()["database_url"] == "postgresql://u:***@h/db"
+
+
+def test_unknown_env_key_rejected():
+    with pytest.raises(ConfigError, match="PUSHGW_NOPE"):
+        load_config(env={"PUSHGW_NOPE": "1"})
+
+
+def test_unknown_toml_key_rejected(tmp_path):
+    path = tmp_path / "pushgw.toml"
+    path.write_text("backlog_cap = 5\nbogus = 1\n")
+    with pytest.raises(ConfigError, match="bogus"):
+        load_config(str(path), env={})
+
+
+def test_toml_then_env_precedence(tmp_path):
+    path = tmp_path / "pushgw.toml"
+    path.write_text("backlog_cap = 5\nws_port = 9000\n")
+    cfg = load_config(str(path), env={"PUSHGW_WS_PORT": "9001"})
+    assert (cfg.backlog_cap, cfg.ws_port) == (5, 9001)
+
+
+def test_bad_value_is_a_clear_error():
+    with pytest.raises(ConfigError, match="backlog_cap"):
+        load_config(env={"PUSHGW_BACKLOG_CAP": "many"})
