@@ -69,6 +69,25 @@ class DeviceToken(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str | None = None
 
 
+class FeedbackRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    app_id: int
+    token: str
+    reason: str  # Unregistered | DeviceDeleted | BadDeviceToken | DeviceTokenNotForTopic | ...
+    at_ms: int
+
+
+class WebhookJob(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    app_id: int
+    body: bytes
+    state: str  # pending | delivered | dead
+    attempts: int
+    next_attempt_ms: int
+    last_error: str | None
+    created_at_ms: int
+
+
 class Store(Protocol):
     # -- lifecycle -----------------------------------------------------------
     async def open(self) -> None:
@@ -183,3 +202,29 @@ class Store(Protocol):
     async def finish_relay(self, id: int, status: str, reason: str | None = None, apple_id: str | None = None) -> None: ...
 
     async def retry_relay(self, id: int, not_before_ms: int) -> None: ...
+
+    # -- feedback (invalid tokens) and webhook outbox ---------------------------
+    async def record_feedback(self, app_id: int, token: str, reason: str, at_ms: int) -> None:
+        """One record per token that stopped being valid (unregistered, device
+        deleted, Apple 410/BadDeviceToken/DeviceTokenNotForTopic)."""
+
+    async def list_feedback(self, app_id: int, since_ms: int, after_id: int = 0, limit: int = 100) -> list[FeedbackRecord]:
+        """Records with at_ms >= since_ms, by id, paged by ``after_id``."""
+
+    async def purge_feedback(self, older_than_ms: int) -> int: ...
+
+    async def set_webhook(self, app_id: int, url: str, secret: str) -> None: ...
+
+    async def get_webhook(self, app_id: int) -> tuple[str, str] | None:
+        """(url, secret) of the app's webhook, if any."""
+
+    async def enqueue_webhook(self, app_id: int, body: bytes, at_ms: int) -> int:
+        """Durable outbox row; returns its id."""
+
+    async def claim_webhooks(self, worker: str, limit: int, now_ms: int, lease_ms: int) -> list[WebhookJob]: ...
+
+    async def finish_webhook(self, job_id: int, ok: bool, error: str | None, next_attempt_ms: int | None) -> None:
+        """ok -> delivered; else attempts += 1 and retry at next_attempt_ms, or
+        dead-letter when next_attempt_ms is None."""
+
+    async def list_webhook_jobs(self, app_id: int, state: str | None = None, limit: int = 100) -> list[WebhookJob]: ...
