@@ -1,20 +1,30 @@
 """The `pushgw` command: the composition root.
 
-Only this module imports provider_api, connection_server and feedback; it
-builds the store, bus, presence and delivery engine from one Config and
-hands them to the listeners.
+Only this module imports provider_api, connection_server and feedback (see
+DESIGN.md); it builds the Core (store, bus, presence, delivery engine) from
+one Config and hands it to the listeners and workers of each process kind:
+
+    pushgw serve                       everything in one process (embedded default)
+    pushgw provider-api                HTTP/2 APNs listener + REST API
+    pushgw connection-server --shard N one WebSocket shard
+    pushgw worker                      sweeper, retention, APNs bridge, webhooks
+    pushgw cluster --shards K          the cluster topology as local processes
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from gateway import __version__
-from gateway.config import ConfigError, from_environ
+from gateway.config import Config, ConfigError, from_environ
+
+ROLES = ("provider", "shard", "worker")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -26,90 +36,208 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rest-port", dest="rest_port", type=int)
     p.add_argument("--http2-port", dest="http2_port", type=int)
     p.add_argument("--ws-port", dest="ws_port", type=int)
+    p.add_argument("--shard", dest="shard_id")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pushgw", description="self-hosted APNs-compatible push gateway")
     parser.add_argument("--version", action="version", version=f"pushgw {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run everything in one process (embedded default)")
-    _common(serve)
-    migrate = sub.add_parser("migrate", help="apply store migrations and exit")
-    _common(migrate)
+    for name, text in (
+        ("serve", "run everything in one process (embedded default)"),
+        ("provider-api", "run the HTTP/2 APNs listener and the REST API"),
+        ("connection-server", "run one WebSocket connection shard"),
+        ("worker", "run the sweeper, retention, APNs bridge and webhook workers"),
+        ("migrate", "apply store migrations and exit"),
+    ):
+        _common(sub.add_parser(name, help=text))
+    cluster = sub.add_parser("cluster", help="run provider-api, K shards and a worker as local processes")
+    _common(cluster)
+    cluster.add_argument("--shards", type=int, default=2)
+
+    cfg = sub.add_parser("config", help="configuration")
+    cfg_sub = cfg.add_subparsers(dest="action", required=True)
+    _common(cfg_sub.add_parser("show", help="print the effective config without secrets"))
+
+    team = sub.add_parser("team", help="teams")
+    t_sub = team.add_subparsers(dest="action", required=True)
+    t_create = t_sub.add_parser("create")
+    _common(t_create)
+    t_create.add_argument("--team-id", required=True, help="10-character team id (the JWT iss)")
+    t_create.add_argument("--name", default="")
+
+    app = sub.add_parser("app", help="apps (bundle ids)")
+    a_sub = app.add_subparsers(dest="action", required=True)
+    a_create = a_sub.add_parser("create")
+    _common(a_create)
+    a_create.add_argument("--team-id", required=True)
+    a_create.add_argument("--bundle-id", required=True)
+    a_create.add_argument("--name", default="")
+
+    key = sub.add_parser("key", help="provider signing keys (ES256)")
+    k_sub = key.add_subparsers(dest="action", required=True)
+    k_create = k_sub.add_parser("create", help="generate a key; prints the .p8 private key once")
+    _common(k_create)
+    k_create.add_argument("--team-id", required=True)
+    k_create.add_argument("--key-id", help="10-character key id (random if omitted)")
+
+    apikey = sub.add_parser("apikey", help="REST API keys")
+    ak_sub = apikey.add_subparsers(dest="action", required=True)
+    ak_create = ak_sub.add_parser("create", help="create an API key for an app; printed once")
+    _common(ak_create)
+    ak_create.add_argument("--bundle-id", required=True)
+
+    device = sub.add_parser("device", help="devices")
+    d_sub = device.add_subparsers(dest="action", required=True)
+    d_sim = d_sub.add_parser("simulate", help="connect N simulated devices and print what arrives")
+    d_sim.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
-def _config_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    keys = ("data_dir", "database_url", "redis_url", "host", "rest_port", "http2_port", "ws_port")
+def _config_from(args: argparse.Namespace) -> Config:
+    keys = ("data_dir", "database_url", "redis_url", "host", "rest_port", "http2_port", "ws_port", "shard_id")
     overrides = {k: getattr(args, k, None) for k in keys}
     return from_environ(getattr(args, "config", None), **overrides)
 
 
-class Gateway:
-    """Everything `pushgw serve` runs in one process."""
+class GatewayProcess:
+    """The listeners and workers of one process, for the given roles.
 
-    def __init__(self, cfg) -> None:  # type: ignore[no-untyped-def]
+    ``provider``: REST API (+ feedback routes, health, metrics) and the HTTP/2
+    APNs listener.  ``shard``: one WebSocket connection server.  ``worker``:
+    sweeper/retention, the APNs bridge sender and the webhook worker.  Every
+    process serves /healthz, /readyz and /metrics on ``rest_port``.
+    """
+
+    def __init__(self, cfg: Config, roles: Sequence[str]) -> None:
         self.cfg = cfg
-        self._runners: list = []
+        self.roles = tuple(roles)
+        self.core: Any = None
+        self._stoppers: list[Any] = []
+        self._lines: list[str] = []
 
     async def start(self) -> None:
         from aiohttp import web
 
-        app = web.Application()
+        from gateway.ops_http import add_ops_routes
+        from gateway.runtime import Core
 
-        async def health(_request: web.Request) -> web.Response:
-            return web.json_response({"status": "ok"})
+        cfg = self.cfg
+        self.core = core = await Core.open(cfg)
+        self._stoppers.append(core.close)
+        mode = f"embedded: SQLite in {cfg.data_dir}" if cfg.embedded else "cluster: PostgreSQL + Redis"
+        self._lines.append(f"pushgw {__version__} ({mode}; roles: {', '.join(self.roles)})")
 
-        async def version(_request: web.Request) -> web.Response:
-            return web.json_response({"name": "pushgw", "version": __version__})
+        if "provider" in self.roles:
+            from feedback.api import add_feedback_routes
+            from provider_api.rest import build_rest_app
 
-        app.router.add_get("/healthz", health)
-        app.router.add_get("/readyz", health)
-        app.router.add_get("/version", version)
+            # The REST app is the main app (its API-key middleware guards
+            # /api/ only); feedback and ops routes are added to it.
+            app = build_rest_app(cfg, core)
+            add_feedback_routes(app, core)
+        else:
+            app = web.Application()
+        add_ops_routes(app, cfg, core)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.cfg.host, self.cfg.rest_port)
+        site = web.TCPSite(runner, cfg.host, cfg.rest_port, reuse_port=not cfg.embedded)
         await site.start()
-        self._runners.append(runner)
+        self._stoppers.insert(0, runner.cleanup)
+        self._lines.append(f"  REST API, health, metrics  http://{cfg.host}:{cfg.rest_port}/  (docs at /docs)")
+
+        if "provider" in self.roles:
+            from provider_api.h2_server import H2Listener
+
+            h2 = H2Listener(cfg, core)
+            await h2.start()
+            self._stoppers.insert(0, h2.stop)
+            self._lines.extend(h2.describe())
+        if "shard" in self.roles:
+            from connection_server.server import ShardServer
+
+            shard = ShardServer(cfg, core)
+            await shard.start()
+            self._stoppers.insert(0, shard.stop)
+            self._lines.extend(shard.describe())
+        if "worker" in self.roles:
+            from feedback.webhooks import WebhookWorker
+            from gateway.apns_bridge.sender import BridgeSender
+            from gateway.workers import Maintenance
+
+            maint = Maintenance(core.store, retention_s=cfg.retention_s)
+            maint.start()
+            self._stoppers.insert(0, maint.stop)
+            bridge = BridgeSender(cfg, core.store)
+            await bridge.start()
+            self._stoppers.insert(0, bridge.stop)
+            hooks = WebhookWorker(core.store)
+            await hooks.start()
+            self._stoppers.insert(0, hooks.stop)
+            self._lines.append("  worker: expiry sweeper, retention, APNs bridge, webhooks")
 
     def describe(self) -> list[str]:
-        c = self.cfg
-        return [
-            f"pushgw {__version__} ({'embedded: SQLite in ' + c.data_dir if c.embedded else 'cluster'})",
-            f"  REST/health  http://{c.host}:{c.rest_port}/",
-        ]
+        return list(self._lines)
 
     async def stop(self) -> None:
-        for runner in self._runners:
-            await runner.cleanup()
+        # Listeners first (graceful drains), then workers, then the core.
+        for stop in self._stoppers:
+            try:
+                await stop()
+            except Exception as exc:  # keep stopping the rest
+                print(f"pushgw: error while stopping: {exc!r}", file=sys.stderr)
+        self._stoppers.clear()
 
 
-async def _serve(cfg) -> None:  # type: ignore[no-untyped-def]
-    gw = Gateway(cfg)
+async def _run_until_signal(cfg: Config, roles: Sequence[str]) -> None:
+    proc = GatewayProcess(cfg, roles)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await gw.start()
-    for line in gw.describe():
+    await proc.start()
+    for line in proc.describe():
         print(line, flush=True)
     try:
         await stop.wait()
     finally:
         print("pushgw: shutting down", flush=True)
-        await gw.stop()
+        await proc.stop()
 
 
-async def _migrate(cfg) -> None:  # type: ignore[no-untyped-def]
+async def _with_store(cfg: Config, fn: Any) -> Any:
     from gateway.store import open_store
 
     store = await open_store(cfg)
-    await store.close()
-    print("migrations applied")
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+def _admin(args: argparse.Namespace, cfg: Config) -> int:
+    from gateway import admin_ops
+
+    import uvloop
+
+    if args.command == "team":
+        out = uvloop.run(_with_store(cfg, lambda s: admin_ops.create_team(s, args.team_id, args.name)))
+    elif args.command == "app":
+        out = uvloop.run(_with_store(cfg, lambda s: admin_ops.create_app(s, args.team_id, args.bundle_id, args.name)))
+    elif args.command == "key":
+        out = uvloop.run(_with_store(cfg, lambda s: admin_ops.create_provider_key(s, args.team_id, args.key_id)))
+    else:
+        out = uvloop.run(_with_store(cfg, lambda s: admin_ops.create_api_key(s, args.bundle_id)))
+    print(json.dumps(out, indent=2))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "device":
+        from connection_server.simulate import main as simulate_main
+
+        return int(simulate_main(args.rest) or 0)
     try:
         cfg = _config_from(args)
     except ConfigError as exc:
@@ -118,10 +246,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvloop
 
     if args.command == "serve":
-        uvloop.run(_serve(cfg))
+        uvloop.run(_run_until_signal(cfg, ROLES))
+    elif args.command == "provider-api":
+        uvloop.run(_run_until_signal(cfg, ("provider",)))
+    elif args.command == "connection-server":
+        uvloop.run(_run_until_signal(cfg, ("shard",)))
+    elif args.command == "worker":
+        uvloop.run(_run_until_signal(cfg, ("worker",)))
+    elif args.command == "cluster":
+        from gateway.cluster import run_cluster
+
+        return run_cluster(cfg, args.shards)
     elif args.command == "migrate":
-        uvloop.run(_migrate(cfg))
+        uvloop.run(_with_store(cfg, _noop))
+        print("migrations applied")
+    elif args.command == "config":
+        print(json.dumps(cfg.public_dict(), indent=2))
+    else:
+        return _admin(args, cfg)
     return 0
+
+
+async def _noop(_store: Any) -> None:
+    return None
 
 
 if __name__ == "__main__":
