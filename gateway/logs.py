@@ -1,0 +1,74 @@
+"""Structured logging: JSON in production, readable lines in a terminal.
+
+Device tokens are secrets of a kind (they address a person's device), so
+nothing logs one whole: use ``redact_token``.  Context such as the request
+id or apns-id travels in contextvars and is added to every record.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+import time
+
+import orjson
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+apns_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("apns_id", default=None)
+
+
+def redact_token(token: str | None) -> str:
+    """First and last 4 hex characters only: enough to correlate, not to address."""
+    if not token:
+        return "-"
+    if len(token) <= 8:
+        return "…"
+    return f"{token[:4]}…{token[-4:]}"
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        record.apns_id = apns_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("request_id", "apns_id"):
+            value = getattr(record, key, None)
+            if value:
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(out).decode()
+
+
+class ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        extra = " ".join(f"{k}={getattr(record, k)}" for k in ("request_id", "apns_id") if getattr(record, k, None))
+        line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        if extra:
+            line += f"  [{extra}]"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging(level: str = "info", fmt: str = "console", per_module: dict[str, str] | None = None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(_ContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name, lvl in (per_module or {}).items():
+        logging.getLogger(name).setLevel(lvl.upper())
