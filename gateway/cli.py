@@ -245,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import uvloop
 
+    from gateway.logs import setup_logging
+
+    setup_logging(cfg.log_level, cfg.log_format)
     if args.command == "serve":
         uvloop.run(_run_until_signal(cfg, ROLES))
     elif args.command == "provider-api":
