@@ -1,0 +1,185 @@
+"""The delivery engine: commit, then route.
+
+``accept`` returns once the store has committed (DESIGN.md promise 1); a
+``StoreUnavailable`` propagates untouched so the API answers 503.  Only new,
+committed, local notifications are routed, and routing happens *after* the
+commit (promise 3): presence is looked up, and the notification is published
+to the shard holding the device.  A connecting session claims presence
+before it reads its backlog, so either this lookup finds the session or the
+session's drain finds the row.
+
+Routing runs in a background router task so the provider gets its 200
+without waiting for Redis, and so everything committed together (group
+commit) is routed together: one MGET for the presence of a whole batch, one
+bus pipeline, one ``discard`` call.  Routing failures (Redis down) are only
+logged: the row is pending and will be drained on the next (re)connection.
+
+Kind ``apns`` rows are left for the bridge, which claims them from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from prometheus_client import Counter
+
+from gateway.bus import messages
+from gateway.bus.base import Bus, Presence, PresenceEntry
+from gateway.store.base import Store
+from schemas.notification import AcceptResult, Notification, Status, StoredNotification, TokenKind
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = Counter("pushgw_delivery_accepted_total", "Notifications committed by the delivery engine")
+DUPLICATES = Counter("pushgw_delivery_duplicates_total", "Accepts of an apns-id that was already stored")
+ROUTED = Counter("pushgw_delivery_routed_total", "Notifications published to the shard of a connected device")
+DISCARDED = Counter("pushgw_delivery_discarded_total", "apns-expiration 0 notifications for absent devices")
+ROUTE_ERRORS = Counter("pushgw_delivery_route_errors_total", "Routing batches that failed (rows stay pending)")
+KICKS = Counter("pushgw_delivery_kicks_total", "Kick messages sent to close an older connection")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+#: Upper bound of one routing batch (one MGET, one pipeline).
+ROUTE_BATCH = 2000
+#: Bound on rows waiting for the router; beyond it they are left to the drain.
+MAX_ROUTE_QUEUE = 200_000
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        presence: Presence,
+        *,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._presence = presence
+        self._clock_ms = clock_ms
+        self._queue: list[StoredNotification] = []
+        self._router: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- accepting ----------------------------------------------------------------
+
+    async def accept(self, n: Notification) -> AcceptResult:
+        result = await self._store.accept(n)  # StoreUnavailable -> 503 upstream
+        self._after_commit(n, result)
+        return result
+
+    async def accept_many(self, ns: Sequence[Notification]) -> list[AcceptResult]:
+        if not ns:
+            return []
+        results = await self._store.accept_many(ns)
+        for n, result in zip(ns, results, strict=True):
+            self._after_commit(n, result)
+        return results
+
+    def _after_commit(self, n: Notification, result: AcceptResult) -> None:
+        if result.duplicate:
+            DUPLICATES.inc()
+            return  # the original was (or is being) routed; never twice
+        ACCEPTED.inc()
+        if n.kind is not TokenKind.LOCAL or n.device_id is None:
+            return  # kind apns: the bridge claims it from the store
+        now = self._clock_ms()
+        if n.deliver_at_ms is not None and n.deliver_at_ms > now:
+            return  # scheduled: the worker rings the shard when it comes due
+        self._enqueue(_stored(n, result, now))
+
+    def _enqueue(self, sn: StoredNotification) -> None:
+        if self._closed or len(self._queue) >= MAX_ROUTE_QUEUE:
+            return  # pending in the store: drained on (re)connect
+        self._queue.append(sn)
+        if self._router is None or self._router.done():
+            # Started on the next loop iteration: every row committed in this
+            # tick (one group commit wakes all its callers at once) joins it.
+            self._router = asyncio.get_running_loop().create_task(self._route_loop())
+
+    # -- routing ------------------------------------------------------------------
+
+    async def _route_loop(self) -> None:
+        while self._queue:
+            batch = self._queue[:ROUTE_BATCH]
+            del self._queue[:ROUTE_BATCH]
+            try:
+                await self._route(batch)
+            except Exception as exc:  # Redis or store trouble: the drain repairs it
+                ROUTE_ERRORS.inc()
+                log.warning("routing %d notifications failed: %s", len(batch), exc)
+
+    async def _route(self, batch: list[StoredNotification]) -> None:
+        device_ids = list({sn.device_id for sn in batch if sn.device_id is not None})
+        where: dict[str, PresenceEntry | None] = dict(
+            zip(device_ids, await self._presence.lookup(device_ids), strict=True)
+        )
+        routed_at = self._clock_ms()
+        discard: list[int] = []
+        routed = 0
+        for sn in batch:
+            entry = where.get(sn.device_id) if sn.device_id is not None else None
+            if entry is not None:
+                self._bus.publish(entry.shard_id, messages.encode(messages.PushMessage(sn, routed_at)))
+                routed += 1
+            elif sn.expiration == 0:
+                discard.append(sn.id)
+        ROUTED.inc(routed)
+        if discard:
+            # Counted before the call: if the store fails, the sweeper expires them.
+            await self._store.discard(discard)
+            DISCARDED.inc(len(discard))
+
+    async def flush(self) -> None:
+        """Wait until every committed notification so far was routed and its
+        bus message handed to the transport (tests, graceful shutdown)."""
+        while self._router is not None and not self._router.done():
+            await asyncio.shield(self._router)
+        await self._bus.flush()
+
+    async def close(self) -> None:
+        await self.flush()
+        self._closed = True
+
+    # -- ghosting -----------------------------------------------------------------
+
+    async def kick(self, device_id: str, replaced_entry: PresenceEntry, new_epoch: int | None = None) -> None:
+        """Tell the shard of the replaced connection to close it.
+
+        The kick closes connections older than ``new_epoch``; epochs strictly
+        increase, so ``replaced_entry.epoch + 1`` is a safe default.
+        """
+        epoch = new_epoch if new_epoch is not None else replaced_entry.epoch + 1
+        self._bus.publish(replaced_entry.shard_id, messages.encode(messages.KickMessage(device_id, epoch)))
+        KICKS.inc()
+
+    def ring(self, shard_id: str, device_id: str) -> None:
+        """Ask a shard to re-drain one device (scheduled pushes came due)."""
+        self._bus.publish(shard_id, messages.encode(messages.DrainMessage(device_id)))
+
+
+def _stored(n: Notification, result: AcceptResult, now_ms: int) -> StoredNotification:
+    """The row as the store holds it, rebuilt without a read-back."""
+    return StoredNotification(
+        id=result.id,
+        apns_id=n.apns_id,
+        app_id=n.app_id,
+        token=n.token,
+        topic=n.topic,
+        payload=n.payload,
+        priority=n.priority,
+        push_type=n.push_type,
+        expiration=n.expiration,
+        collapse_id=n.collapse_id,
+        device_id=n.device_id,
+        kind=n.kind,
+        status=Status.PENDING,
+        accepted_at_ms=now_ms,
+    )
