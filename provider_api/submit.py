@@ -1,0 +1,123 @@
+"""The one step every provider path shares: validated request -> Notification -> accept.
+
+Both the HTTP/2 APNs listener and the REST API call ``submit`` after they
+have validated the request and found the app it is for.  It resolves the
+device token (``BadDeviceToken``, ``DeviceTokenNotForTopic``,
+``Unregistered`` come from the resolver), checks the token's environment,
+builds the frozen ``Notification`` and returns only after the delivery
+engine has committed it (DESIGN.md promise 1).  A repeated apns-id returns
+the original ``AcceptResult`` with ``duplicate=True``; nothing is stored or
+delivered twice.
+
+Anything that is not a ``PushgwError`` escaping the engine is a bug or a
+driver error nobody translated; the listeners answer it with 500.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol
+
+from gateway.store.base import App, DeviceToken
+from schemas.errors import BadDeviceToken
+from schemas.notification import AcceptResult, Environment, Notification
+
+
+class _Engine(Protocol):
+    async def accept(self, notification: Notification) -> AcceptResult: ...
+
+
+class _Resolver(Protocol):
+    async def resolve(self, app: App, token: str, topic: str, push_type: str) -> DeviceToken: ...
+
+
+class CoreLike(Protocol):
+    """What ``submit`` needs from ``gateway.runtime.Core``."""
+
+    @property
+    def engine(self) -> _Engine: ...
+
+    @property
+    def resolver(self) -> _Resolver: ...
+
+    @property
+    def store(self) -> Any: ...
+
+
+def new_apns_id() -> str:
+    """A lowercase UUID, as Apple generates when the request has no apns-id."""
+    return str(uuid.uuid4())
+
+
+async def build_notification(
+    core: CoreLike,
+    app: App,
+    *,
+    token: str,
+    topic: str,
+    payload: bytes,
+    apns_id: str | None = None,
+    priority: int = 10,
+    push_type: str = "alert",
+    expiration: int | None = None,
+    collapse_id: str | None = None,
+    deliver_at_ms: int | None = None,
+    environment: Environment | None = None,
+) -> Notification:
+    """Resolve the token and build the Notification (no commit yet).
+
+    ``environment`` is the environment the request was addressed to; a
+    token registered for the other one is ``BadDeviceToken``, as Apple
+    answers a sandbox token sent to production.  ``None`` skips the check
+    (a REST caller that does not distinguish environments).
+    """
+    record = await core.resolver.resolve(app, token, topic, push_type)
+    if environment is not None and record.environment != environment:
+        raise BadDeviceToken(f"token is for {record.environment.value}, request for {environment.value}")
+    return Notification(
+        apns_id=apns_id or new_apns_id(),
+        app_id=app.app_id,
+        token=record.token,
+        topic=topic,
+        payload=payload,
+        priority=priority,
+        push_type=push_type,
+        expiration=expiration,
+        collapse_id=collapse_id,
+        device_id=record.device_id,
+        kind=record.kind,
+        deliver_at_ms=deliver_at_ms,
+    )
+
+
+async def submit(
+    core: CoreLike,
+    app: App,
+    *,
+    token: str,
+    topic: str,
+    payload: bytes,
+    apns_id: str | None = None,
+    priority: int = 10,
+    push_type: str = "alert",
+    expiration: int | None = None,
+    collapse_id: str | None = None,
+    deliver_at_ms: int | None = None,
+    environment: Environment | None = None,
+) -> AcceptResult:
+    """Resolve, build and durably accept one notification (see module doc)."""
+    notification = await build_notification(
+        core,
+        app,
+        token=token,
+        topic=topic,
+        payload=payload,
+        apns_id=apns_id,
+        priority=priority,
+        push_type=push_type,
+        expiration=expiration,
+        collapse_id=collapse_id,
+        deliver_at_ms=deliver_at_ms,
+        environment=environment,
+    )
+    return await core.engine.accept(notification)
