@@ -1,0 +1,315 @@
+"""The shard: a websockets server driving one ``Session`` per device socket.
+
+Order on connect (DESIGN.md promise 3): hello -> authenticate -> claim
+presence -> tell the older connection to close -> take the overflow count ->
+welcome -> drain the backlog.  Because presence is claimed before the backlog
+is read, a notification committed meanwhile is either found by the router
+(doorbell on our channel) or by the drain; the session drops the duplicate.
+
+Pub/sub is only a doorbell: whenever the subscription is (re)established the
+shard re-drains every session it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from connection_server import session as s
+from connection_server.frames import Close
+from gateway.bus import messages as m
+from gateway.config import Config
+from schemas.errors import PushgwError
+from schemas.notification import Environment
+
+if TYPE_CHECKING:
+    from gateway.runtime import Core
+
+log = logging.getLogger("pushgw.shard")
+
+CONNECT_PATH = "/v1/connect"
+
+
+class _Conn:
+    """One socket and its session.  Slotted; the session never points back."""
+
+    __slots__ = ("drain_next", "drain_task", "session", "ws")
+
+    def __init__(self, ws: ServerConnection, session: s.Session) -> None:
+        self.ws = ws
+        self.session = session
+        self.drain_next: s.Drain | None = None
+        self.drain_task: asyncio.Task[None] | None = None
+
+
+class ShardServer:
+    def __init__(self, cfg: Config, core: Core) -> None:
+        self.cfg = cfg
+        self.core = core
+        self.port = 0
+        self._conns: dict[str, _Conn] = {}
+        self._dirty: set[_Conn] = set()  # sessions with acks to flush
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._server: Server | None = None
+        self._stopping = False
+        # A device that does not read lets frames pile up in the kernel and then
+        # in the transport; past this bound it is closed as too slow.
+        self._write_cap = max(256 * 1024, cfg.drain_window * cfg.ws_max_frame)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        self._server = await serve(
+            self._handler,
+            cfg.host,
+            cfg.ws_port,
+            compression=None,
+            max_size=cfg.ws_max_frame,
+            max_queue=4,
+            write_limit=16 * 1024,
+            ping_interval=cfg.ws_ping_interval_s,
+            ping_timeout=cfg.ws_ping_timeout_s,
+            close_timeout=2,
+            process_request=_check_path,
+        )
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
+        await self.core.bus.subscribe(cfg.shard_id, self._on_message, self._on_resubscribed)
+        self._loops = [
+            asyncio.create_task(self._ack_loop(), name="shard-acks"),
+            asyncio.create_task(self._presence_loop(), name="shard-presence"),
+        ]
+
+    async def stop(self) -> None:
+        """Clean shutdown: reconnect hint, presence released, close 1012."""
+        if self._stopping:
+            return
+        self._stopping = True
+        with contextlib.suppress(Exception):
+            await self.core.bus.unsubscribe(self.cfg.shard_id)
+        conns = list(self._conns.values())
+        for conn in conns:
+            self._apply(conn, conn.session.shutdown(self.cfg.reconnect_delay_ms))
+        releases = [self.core.presence.release(c.session.device_id, c.session.epoch) for c in conns if c.session.epoch]
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*releases)
+        if self._server is not None:
+            self._server.close(close_connections=False)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+        await self._flush_acks()
+        for task in self._loops:
+            task.cancel()
+        for task in [*self._loops, *self._tasks]:
+            with contextlib.suppress(BaseException):
+                await task
+
+    def describe(self) -> list[str]:
+        return [f"device WebSocket  ws://{self.cfg.host}:{self.port}{CONNECT_PATH}  (shard {self.cfg.shard_id})"]
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    # -- one socket ----------------------------------------------------------------
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        if self._stopping:
+            await ws.close(Close.SERVICE_RESTART, "server restart")
+            return
+        conn = _Conn(ws, s.Session(self.cfg.drain_window))
+        try:
+            try:
+                async with asyncio.timeout(self.cfg.hello_timeout_s):
+                    first = await ws.recv()
+            except TimeoutError:
+                self._apply(conn, conn.session.hello_timeout())
+                return
+            await self._run(conn, conn.session.receive(first))
+            async for data in ws:
+                await self._run(conn, conn.session.receive(data))
+        except ConnectionClosed:
+            pass
+        finally:
+            await self._cleanup(conn)
+
+    async def _run(self, conn: _Conn, actions: list[s.Action]) -> None:
+        """Execute actions, awaiting the store calls that answer a frame."""
+        sess = conn.session
+        for a in actions:
+            try:
+                if isinstance(a, s.Authenticate):
+                    await self._authenticate(conn, a)
+                elif isinstance(a, s.IssueToken):
+                    tok = await self.core.store.issue_token(sess.device_id, a.topic, Environment(a.environment))
+                    self._apply(conn, sess.registered(a.rid, tok.token, tok.topic, tok.environment.value))
+                elif isinstance(a, s.RevokeToken):
+                    known = await self.core.store.get_token(a.token)
+                    if known is None or known.device_id != sess.device_id:
+                        self._apply(conn, sess.request_failed(a.rid, "BadDeviceToken", "not a token of this device"))
+                        continue
+                    at_ms = await self.core.store.unregister_token(a.token) or _now_ms()
+                    self._apply(conn, sess.unregistered(a.rid, a.token, at_ms))
+                else:
+                    self._apply(conn, [a])
+            except PushgwError as exc:
+                log.warning("store/bus error for device %s: %s", sess.device_id, exc)
+                self._apply(conn, sess.fail(exc.reason))
+
+    async def _authenticate(self, conn: _Conn, a: s.Authenticate) -> None:
+        core, cfg, sess = self.core, self.cfg, conn.session
+        device = await core.store.authenticate_device(a.device_id, a.secret)
+        app = await core.store.get_app(device.app_id) if device is not None else None
+        if device is None or app is None:
+            self._apply(conn, sess.auth_failed())
+            return
+        epoch, replaced = await core.presence.claim(device.device_id, cfg.shard_id, cfg.presence_ttl_s)
+        older = self._conns.get(device.device_id)
+        self._conns[device.device_id] = conn
+        if older is not None and older is not conn:
+            self._apply(older, older.session.kick(epoch))
+        if replaced is not None and replaced.shard_id != cfg.shard_id:
+            await core.engine.kick(device.device_id, replaced, epoch)
+        overflow = await core.store.take_overflow(device.device_id)
+        self._apply(conn, sess.authenticated(app.bundle_id, epoch, cfg.ws_ping_interval_s, cfg.ws_max_frame, overflow))
+
+    def _apply(self, conn: _Conn, actions: Sequence[s.Action]) -> None:
+        """Execute the actions that need no awaiting (sends, closes, drains)."""
+        for a in actions:
+            if isinstance(a, s.Send):
+                ws = conn.ws
+                broadcast((ws,), a.data, text=True)
+                transport = ws.transport
+                if transport is not None and transport.get_write_buffer_size() > self._write_cap:
+                    self._apply(conn, conn.session.too_slow())
+                    return
+            elif isinstance(a, s.Drain):
+                conn.drain_next = a
+                if conn.drain_task is None:
+                    conn.drain_task = self._spawn(self._drain(conn))
+            elif isinstance(a, s.FlushAcks):
+                self._dirty.add(conn)
+            elif isinstance(a, s.CloseConn):
+                self._spawn(conn.ws.close(a.code, a.reason))
+            else:  # store calls only come from frames, handled by _run
+                self._spawn(self._run(conn, [a]))
+
+    async def _drain(self, conn: _Conn) -> None:
+        sess = conn.session
+        try:
+            while (a := conn.drain_next) is not None:
+                conn.drain_next = None
+                try:
+                    rows = await self.core.store.backlog(sess.device_id, a.limit, a.after, int(time.time()))
+                except PushgwError as exc:
+                    log.warning("drain of %s failed: %s", sess.device_id, exc)
+                    sess.drain_failed()
+                    await asyncio.sleep(1.0)
+                    self._apply(conn, sess.request_drain())
+                    continue
+                self._apply(conn, sess.drained(rows, a.limit, int(time.time())))
+        finally:
+            conn.drain_task = None
+
+    async def _cleanup(self, conn: _Conn) -> None:
+        sess = conn.session
+        sess.closed()
+        if conn.drain_task is not None:
+            conn.drain_task.cancel()
+        device_id = sess.device_id
+        if device_id and self._conns.get(device_id) is conn:
+            del self._conns[device_id]
+            if sess.epoch and not self._stopping:
+                with contextlib.suppress(Exception):
+                    await self.core.presence.release(device_id, sess.epoch)
+        self._dirty.discard(conn)
+        await self._flush_one(conn)
+
+    # -- shard channel -----------------------------------------------------------
+
+    def _on_message(self, data: bytes) -> None:
+        try:
+            msg = m.decode(data)
+        except Exception:
+            log.warning("undecodable shard message (%d bytes)", len(data))
+            return
+        if isinstance(msg, m.PushMessage):
+            n = msg.notification
+            conn = self._conns.get(n.device_id or "")
+            if conn is not None:
+                self._apply(conn, conn.session.push(n, int(time.time())))
+        elif isinstance(msg, m.KickMessage):
+            conn = self._conns.get(msg.device_id)
+            if conn is not None:
+                self._apply(conn, conn.session.kick(msg.epoch))
+        elif isinstance(msg, m.DrainMessage):
+            conn = self._conns.get(msg.device_id)
+            if conn is not None:
+                self._apply(conn, conn.session.request_drain())
+
+    async def _on_resubscribed(self) -> None:
+        for conn in list(self._conns.values()):
+            self._apply(conn, conn.session.request_drain())
+
+    # -- periodic work -------------------------------------------------------------
+
+    async def _ack_loop(self) -> None:
+        interval = max(self.cfg.ack_flush_ms, 1) / 1000
+        while True:
+            await asyncio.sleep(interval)
+            if self._dirty:
+                await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        await asyncio.gather(*(self._flush_one(c) for c in dirty))
+
+    async def _flush_one(self, conn: _Conn) -> None:
+        sess = conn.session
+        ids = sess.take_acks()
+        if not ids:
+            return
+        try:
+            await self.core.store.mark_delivered(sess.device_id, ids, _now_ms())
+        except Exception as exc:  # the rows stay pending: redelivered, deduped by the SDK
+            log.warning("ack flush for %s failed: %s", sess.device_id, exc)
+            if sess.phase == s.Phase.OPEN:
+                self._apply(conn, sess.acks_failed(ids))
+            return
+        sess.acks_flushed(ids)
+
+    async def _presence_loop(self) -> None:
+        ttl = self.cfg.presence_ttl_s
+        while True:
+            await asyncio.sleep(max(ttl / 3, 0.5))
+            entries = [(d, c.session.epoch) for d, c in self._conns.items() if c.session.phase == s.Phase.OPEN]
+            try:
+                await self.core.presence.refresh(self.cfg.shard_id, entries, ttl)
+            except Exception as exc:
+                log.warning("presence refresh failed: %s", exc)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+def _check_path(connection: ServerConnection, request: Request) -> Response | None:
+    if request.path.split("?", 1)[0] != CONNECT_PATH:
+        return connection.respond(HTTPStatus.NOT_FOUND, f"connect to {CONNECT_PATH}\n")
+    return None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
