@@ -61,7 +61,7 @@ class RedisBus:
         self._callbacks: set[asyncio.Task[None]] = set()
         self._closed = False
         #: Pipelines executed so far (tests check coalescing with it).
-        self.pipelines_sent = 0
+        self.batches_sent = 0
 
     @classmethod
     def from_url(cls, url: str) -> RedisBus:
@@ -115,7 +115,7 @@ class RedisBus:
                 BUS_DROPPED.inc(len(batch))
                 log.warning("bus publish of %d messages failed: %s", len(batch), exc)
                 continue
-            self.pipelines_sent += 1
+            self.batches_sent += 1
             BUS_PUBLISHED.inc(len(batch))
 
     async def flush(self) -> None:
