@@ -1,0 +1,334 @@
+"""A strict mock of Apple's APNs provider API: HTTP/2 over TLS (ALPN h2).
+
+Checks what Apple checks (shared/APNS.md sections 2, 4, 5): POST only,
+``/3/device/<hex>``, lowercase UUID apns-id, topic, priority, push type,
+collapse id, payload size, ES256 provider JWTs verified against registered
+keys (kid, team, signature, iat <= 1 h, one team per connection, token
+updates no more often than every 20 min per connection), 410 with a
+millisecond timestamp.  Test knobs: ``script`` (per-token answers consumed
+in order), ``delay_s`` (slow answers), ``max_streams`` / ``initial_window``
+(SETTINGS), ``goaway_after`` (a graceful GOAWAY after N requests on a
+connection: in-flight streams are answered, later ones are not processed),
+and ``goaway_abrupt`` (GOAWAY then drop the socket, leaving answers owed).
+Everything it answers is recorded in ``answered``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import re
+import ssl
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import cast
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import jwt
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_HEX = re.compile(r"^(?:[0-9a-f]{2})+$")
+PUSH_TYPES = {
+    "alert", "background", "complication", "controls", "fileprovider", "liveactivity",
+    "location", "mdm", "pushtotalk", "voip", "widgets",
+}  # fmt: skip
+
+
+@dataclass
+class Answer:
+    apns_id: str
+    token: str
+    status: int
+    reason: str | None
+    stream_id: int
+    conn_no: int
+
+
+@dataclass
+class _Conn:
+    no: int
+    team: str | None = None
+    token: str | None = None
+    token_iat: int = 0
+    requests: int = 0
+    draining_last_id: int | None = None
+    owed: set[int] = field(default_factory=set)
+
+
+class MockApple:
+    def __init__(self, cert_file: str, key_file: str, *, sandbox: bool = True) -> None:
+        self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._ssl.load_cert_chain(cert_file, key_file)
+        self._ssl.set_alpn_protocols(["h2"])
+        self.sandbox = sandbox
+        self.keys: dict[str, tuple[str, object]] = {}  # kid -> (team, public key)
+        self.tokens: dict[str, str] = {}  # token -> topic
+        self.unregistered: dict[str, int] = {}  # token -> ms timestamp
+        self.script: dict[str, collections.deque[tuple[int, str]]] = {}
+        self.clock_offset_s = 0.0
+        self.delay_s = 0.0
+        self.max_streams = 1000
+        self.initial_window = 65535
+        self.goaway_after: int | None = None
+        self.goaway_abrupt = False
+        self.answered: list[Answer] = []
+        self.concurrent = 0
+        self.max_concurrent_seen = 0
+        self.connections = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._protocols: set[_MockProtocol] = set()
+
+    # -- setup -----------------------------------------------------------------
+
+    def add_key(self, key_id: str, team_id: str, public_pem: str) -> None:
+        self.keys[key_id] = (team_id, public_pem)
+
+    def add_token(self, token: str, topic: str) -> None:
+        self.tokens[token] = topic
+
+    def answer_next(self, token: str, *answers: tuple[int, str]) -> None:
+        self.script.setdefault(token, collections.deque()).extend(answers)
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _MockProtocol(self), "127.0.0.1", 0, ssl=self._ssl)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for proto in list(self._protocols):
+                proto.transport.abort() if proto.transport else None
+            await self._server.wait_closed()
+
+    def ok_count(self, apns_id: str) -> int:
+        return sum(1 for a in self.answered if a.apns_id == apns_id and a.status == 200)
+
+    # -- validation (pure, per request) ----------------------------------------
+
+    def check(self, conn: _Conn, headers: dict[bytes, bytes], dup: bool, body: bytes) -> tuple[int, str | None, int]:
+        """(status, reason, timestamp_ms) for one complete request."""
+        get = lambda n: headers.get(n, b"").decode()  # noqa: E731
+        if dup:
+            return 400, "DuplicateHeaders", 0
+        apns_id = get(b"apns-id")
+        if apns_id and not _UUID.match(apns_id):
+            return 400, "BadMessageId", 0
+        if get(b":method") != "POST":
+            return 405, "MethodNotAllowed", 0
+        path = get(b":path")
+        if not path.startswith("/3/device/"):
+            return 404, "BadPath", 0
+        token = path[len("/3/device/") :]
+        topic = get(b"apns-topic")
+        if not topic:
+            return 400, "MissingTopic", 0
+        if len(get(b"apns-collapse-id").encode()) > 64:
+            return 400, "BadCollapseId", 0
+        if get(b"apns-priority") not in ("", "10", "5", "1"):
+            return 400, "BadPriority", 0
+        if get(b"apns-push-type") and get(b"apns-push-type") not in PUSH_TYPES:
+            return 400, "InvalidPushType", 0
+        exp = get(b"apns-expiration")
+        if exp and not exp.isdigit():
+            return 400, "BadExpirationDate", 0
+        if not token:
+            return 400, "MissingDeviceToken", 0
+        auth = self._check_auth(conn, get(b"authorization"))
+        if auth is not None:
+            return auth[0], auth[1], 0
+        if not _HEX.match(token) or (token not in self.tokens and token not in self.unregistered):
+            return 400, "BadDeviceToken", 0
+        if token in self.unregistered:
+            return 410, "Unregistered", self.unregistered[token]
+        if self.tokens[token] != topic:
+            return 400, "DeviceTokenNotForTopic", 0
+        if not body:
+            return 400, "PayloadEmpty", 0
+        if len(body) > (5120 if get(b"apns-push-type") == "voip" else 4096):
+            return 413, "PayloadTooLarge", 0
+        scripted = self.script.get(token)
+        if scripted:
+            status, reason = scripted.popleft()
+            return status, reason, int(self.now() * 1000) if status == 410 else 0
+        return 200, None, 0
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset_s
+
+    def _check_auth(self, conn: _Conn, auth: str) -> tuple[int, str] | None:
+        if not auth.startswith("bearer ") or len(auth) <= 7:
+            return 403, "MissingProviderToken"
+        bearer = auth[7:]
+        try:
+            header = jwt.get_unverified_header(bearer)
+        except jwt.InvalidTokenError:
+            return 403, "InvalidProviderToken"
+        if header.get("alg") != "ES256" or header.get("kid") not in self.keys:
+            return 403, "InvalidProviderToken"
+        team, public = self.keys[header["kid"]]
+        try:
+            claims = jwt.decode(bearer, public, algorithms=["ES256"], options={"verify_iat": False})  # type: ignore[arg-type]
+        except jwt.InvalidTokenError:
+            return 403, "InvalidProviderToken"
+        iat = claims.get("iat")
+        if claims.get("iss") != team or not isinstance(iat, int):
+            return 403, "InvalidProviderToken"
+        if conn.team is not None and conn.team != team:
+            return 403, "InvalidProviderToken"  # one team per connection
+        if self.now() - iat > 3600:
+            return 403, "ExpiredProviderToken"
+        if conn.token is not None and bearer != conn.token:
+            if iat - conn.token_iat < 1200:
+                return 429, "TooManyProviderTokenUpdates"
+        conn.team, conn.token, conn.token_iat = team, bearer, iat
+        return None
+
+
+class _MockProtocol(asyncio.Protocol):
+    def __init__(self, apple: MockApple) -> None:
+        self.apple = apple
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        self.transport: asyncio.Transport | None = None
+        apple.connections += 1
+        self.conn = _Conn(no=apple.connections)
+        self.requests: dict[int, tuple[dict[bytes, bytes], bool, bytearray]] = {}
+        self.pending_out: dict[int, bytes] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.apple._protocols.add(self)
+        self.h2.initiate_connection()
+        self.h2.update_settings(
+            {
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.apple.max_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.apple.initial_window,
+            }
+        )
+        self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.apple._protocols.discard(self)
+        self.apple.concurrent -= len(self.conn.owed)
+        self.conn.owed.clear()
+
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except Exception:
+            if self.transport:
+                self.transport.abort()
+            return
+        for ev in events:
+            if isinstance(ev, h2.events.RequestReceived):
+                hdrs: dict[bytes, bytes] = {}
+                dup = False
+                for name, value in ev.headers:
+                    dup = dup or name in hdrs
+                    hdrs[name] = value  # type: ignore[index,assignment]
+                self.requests[ev.stream_id] = (hdrs, dup, bytearray())
+            elif isinstance(ev, h2.events.DataReceived):
+                self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if ev.stream_id in self.requests:
+                    self.requests[ev.stream_id][2].extend(ev.data)
+            elif isinstance(ev, h2.events.StreamEnded):
+                self.on_request(ev.stream_id)
+            elif isinstance(ev, h2.events.StreamReset):
+                self.requests.pop(ev.stream_id, None)
+                if ev.stream_id in self.conn.owed:
+                    self.conn.owed.discard(ev.stream_id)
+                    self.apple.concurrent -= 1
+            elif isinstance(ev, h2.events.WindowUpdated):
+                self.send_pending()
+        self.flush()
+
+    def on_request(self, stream_id: int) -> None:
+        if stream_id not in self.requests:
+            return
+        hdrs, dup, body = self.requests.pop(stream_id)
+        last = self.conn.draining_last_id
+        if last is not None and stream_id > last:
+            return  # after our GOAWAY: never processed, never answered
+        apple = self.apple
+        self.conn.requests += 1
+        self.conn.owed.add(stream_id)
+        apple.concurrent += 1
+        apple.max_concurrent_seen = max(apple.max_concurrent_seen, apple.concurrent)
+        status, reason, ts = apple.check(self.conn, hdrs, dup, bytes(body))
+        apns_id = hdrs.get(b"apns-id", b"").decode() or str(uuid.uuid4())
+        token = hdrs.get(b":path", b"").decode().rsplit("/", 1)[-1]
+        loop = asyncio.get_running_loop()
+        if apple.delay_s:
+            loop.call_later(apple.delay_s, self.respond, stream_id, apns_id, token, status, reason, ts)
+        else:
+            self.respond(stream_id, apns_id, token, status, reason, ts)
+        if apple.goaway_after is not None and self.conn.requests == apple.goaway_after and last is None:
+            self.goaway(stream_id)
+
+    def respond(self, stream_id: int, apns_id: str, token: str, status: int, reason: str | None, ts: int) -> None:
+        if stream_id not in self.conn.owed or self.transport is None or self.transport.is_closing():
+            return
+        self.conn.owed.discard(stream_id)
+        self.apple.concurrent -= 1
+        headers = [(b":status", str(status).encode()), (b"apns-id", apns_id.encode())]
+        if status == 200 and self.apple.sandbox:
+            headers.append((b"apns-unique-id", str(uuid.uuid4()).encode()))
+        self.apple.answered.append(Answer(apns_id, token, status, reason, stream_id, self.conn.no))
+        try:
+            if status == 200:
+                self.h2.send_headers(stream_id, headers, end_stream=True)
+            else:
+                doc: dict[str, object] = {"reason": reason}
+                if status == 410:
+                    doc["timestamp"] = ts
+                headers.append((b"content-type", b"application/json"))
+                self.h2.send_headers(stream_id, headers)
+                self.pending_out[stream_id] = json.dumps(doc).encode()
+                self.send_pending()
+        except Exception:  # the client reset the stream meanwhile
+            pass
+        self.flush()
+        self.maybe_close_drained()
+
+    def send_pending(self) -> None:
+        for stream_id, data in list(self.pending_out.items()):
+            try:
+                if self.h2.local_flow_control_window(stream_id) >= len(data):
+                    self.h2.send_data(stream_id, data, end_stream=True)
+                    del self.pending_out[stream_id]
+            except Exception:
+                del self.pending_out[stream_id]
+
+    def goaway(self, last: int) -> None:
+        """Graceful GOAWAY written past h2 (which cannot answer after one).
+
+        ``last`` is the last stream processed; later streams already received
+        are dropped unprocessed, as Apple's GOAWAY promises.
+        """
+        self.conn.draining_last_id = last
+        debug = json.dumps({"reason": "Shutdown"}).encode()
+        payload = last.to_bytes(4, "big") + (0).to_bytes(4, "big") + debug
+        frame = len(payload).to_bytes(3, "big") + bytes([0x7, 0]) + (0).to_bytes(4, "big") + payload
+        self.flush()
+        assert self.transport is not None
+        self.transport.write(frame)
+        if self.apple.goaway_abrupt:
+            self.transport.close()
+        else:
+            self.maybe_close_drained()
+
+    def maybe_close_drained(self) -> None:
+        if self.conn.draining_last_id is not None and not self.conn.owed and not self.pending_out and self.transport:
+            asyncio.get_running_loop().call_later(0.05, self.transport.close)
