@@ -75,8 +75,8 @@ class SendRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     token: str
     topic: str
     payload: _JsonObject
-    priority: int = 10
-    push_type: str | None = None  # inferred from the topic suffix when absent, as APNs clients do
+    priority: int | None = None  # 10 when absent (5 for background), as at Apple
+    push_type: str | None = None  # "alert" when absent, as at Apple
     expiration: int | None = None  # epoch seconds; 0 = one attempt
     collapse_id: str | None = None
     apns_id: str | None = None  # lowercase UUID; generated when absent; the idempotency key
@@ -86,7 +86,7 @@ class SendRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
 class _FanOutFields(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     payload: _JsonObject
     topic: str | None = None  # default: each token's own topic
-    priority: int = 10
+    priority: int | None = None  # 10 when absent (5 for background), as at Apple
     push_type: str | None = None
     expiration: int | None = None
     collapse_id: str | None = None
