@@ -25,6 +25,8 @@ class SimDevice(msgspec.Struct, frozen=True):
     device_id: str
     secret: str
     token: str
+    app_id: int
+    topic: str
 
 
 async def provision(
@@ -48,7 +50,7 @@ async def provision(
     for _ in range(count):
         device, secret = await store.create_device(app.app_id)
         token = await store.issue_token(device.device_id, bundle_id, environment)
-        out.append(SimDevice(device.device_id, secret, token.token))
+        out.append(SimDevice(device.device_id, secret, token.token, app.app_id, bundle_id))
     return out
 
 
