@@ -79,7 +79,8 @@ async def test_offline_then_reconnect_gets_backlog_in_priority_order(shard) -> N
     await core.engine.flush()
     async with Inbox(url(server), dev) as inbox:
         await eventually(lambda: len(inbox.ids) == 5, what="backlog drained")
-        want = [n.apns_id for n in sorted(sent, key=lambda n: -n.priority)]  # stable: acceptance order within a priority
+        # sorted() is stable: acceptance order within one priority
+        want = [n.apns_id for n in sorted(sent, key=lambda n: -n.priority)]
         assert inbox.ids == want
 
 
