@@ -14,7 +14,7 @@ import inspect
 import itertools
 import random
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -44,7 +44,7 @@ def payload_of(push: f.Push) -> Any:
 class DeviceClient:
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         device_id: str,
         secret: str,
         *,
@@ -57,12 +57,15 @@ class DeviceClient:
         awake: bool = True,
         local_addr: tuple[str, int] | None = None,
     ) -> None:
-        self.url = url
+        # Several URLs (shards or regions): the next one is tried after each
+        # lost connection, so a dead shard's devices move to a live one.
+        self.urls = [url] if isinstance(url, str) else list(url)
+        self._url_index = 0
         self.device_id = device_id
         self._secret = secret
         self._on_push = on_push
         self._on_overflow = on_overflow
-        self._ack_delay = ack_delay_s
+        self.ack_delay_s = ack_delay_s
         self._backoff = (backoff_min_s, backoff_max_s)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._seen_cap = seen_cap
@@ -117,6 +120,10 @@ class DeviceClient:
         ws = self._ws
         if ws is not None and ws.transport is not None:
             ws.transport.abort()
+
+    @property
+    def url(self) -> str:
+        return self.urls[self._url_index]
 
     @property
     def connected(self) -> bool:
@@ -193,6 +200,7 @@ class DeviceClient:
                 return
             if self._stopped:
                 return
+            self._url_index = (self._url_index + 1) % len(self.urls)
             if hint_ms is not None:
                 delay = hint_ms / 1000 * random.uniform(0.5, 1.5)  # spread a shard's devices out
             else:
@@ -225,7 +233,7 @@ class DeviceClient:
                 fut.set_result(frame)
 
     async def _ack_soon(self, ws: ClientConnection) -> None:
-        await asyncio.sleep(self._ack_delay)
+        await asyncio.sleep(self.ack_delay_s)
         with contextlib.suppress(ConnectionClosed):
             await self._send_acks(ws)
 

@@ -258,8 +258,29 @@ class ShardServer:
                 self._apply(conn, conn.session.request_drain())
 
     async def _on_resubscribed(self) -> None:
+        """Messages may have been lost; if Redis restarted, presence was lost too.
+        Re-claim what is missing first, then drain (claim before drain, as on connect)."""
+        try:
+            await self._reclaim_missing()
+        except Exception as exc:
+            log.warning("presence re-claim failed: %s", exc)
         for conn in list(self._conns.values()):
             self._apply(conn, conn.session.request_drain())
+
+    async def _reclaim_missing(self) -> None:
+        conns = [c for c in self._conns.values() if c.session.phase == s.Phase.OPEN]
+        cfg = self.cfg
+        for start in range(0, len(conns), 500):
+            batch = conns[start : start + 500]
+            found = await self.core.presence.lookup([c.session.device_id for c in batch])
+            for conn, entry in zip(batch, found, strict=True):
+                if entry is not None or conn.session.phase != s.Phase.OPEN:
+                    continue
+                device_id = conn.session.device_id
+                epoch, replaced = await self.core.presence.claim(device_id, cfg.shard_id, cfg.presence_ttl_s)
+                conn.session.epoch = epoch
+                if replaced is not None and replaced.shard_id != cfg.shard_id:
+                    await self.core.engine.kick(device_id, replaced, epoch)
 
     # -- periodic work -------------------------------------------------------------
 
