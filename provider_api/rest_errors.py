@@ -86,6 +86,8 @@ class RestContext:
 
 
 CONTEXT: web.AppKey[RestContext] = web.AppKey("pushgw_rest", RestContext)
+#: The authenticated app of a request; feedback routes mounted on this app read it too.
+APP: web.RequestKey[App] = web.RequestKey("pushgw_app", App)
 
 
 def context(request: web.Request) -> RestContext:
@@ -94,8 +96,7 @@ def context(request: web.Request) -> RestContext:
 
 def app_of(request: web.Request) -> App:
     """The authenticated app (set by the middleware for every /api/ route)."""
-    app: App = request["pushgw_app"]
-    return app
+    return request[APP]
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -118,7 +119,7 @@ async def rest_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Authenticate /api/ requests and turn every failure into an APNs-style body."""
     try:
         if request.path.startswith(API_PREFIX):
-            request["pushgw_app"] = await context(request).authenticate(request)
+            request[APP] = await context(request).authenticate(request)
         return await handler(request)
     except PushgwError as err:
         if err.status >= 500:
