@@ -1,0 +1,367 @@
+"""The PostgreSQL store on asyncpg (cluster deployments).
+
+Queries live in ``sql/postgres/queries.sql``; ``accept_many`` is one call of
+the ``pushgw_accept`` function (``002_accept_function.sql``), atomic on its
+own, so a group-commit batch costs one round trip and one WAL flush.
+Connection-level failures become ``StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncpg
+
+from gateway.store import hashing
+from gateway.store.base import ApiKeyRecord, App, Device, DeviceToken, FeedbackRecord, ProviderKey, Team, WebhookJob
+from gateway.store.group_commit import (
+    GroupCommitter,
+    expires_at_s,
+    now_ms,
+    spread_results,
+    to_app,
+    to_device,
+    to_provider_key,
+    to_status,
+    to_stored,
+    to_token,
+    to_webhook_job,
+    unique_in_batch,
+)
+from gateway.store.migrations import migrate_postgres, queries
+from schemas.errors import StoreUnavailable
+from schemas.notification import (
+    AcceptResult,
+    Environment,
+    Notification,
+    NotificationStatus,
+    Status,
+    StoredNotification,
+    TokenKind,
+)
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+)
+_RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+Q = queries("postgres")
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        retention_s: int = 30 * 86400,
+        backlog_cap: int = 1000,
+        group_commit_max: int = 2000,
+        pool_size: int = 10,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        self.dsn = dsn
+        self.retention_s = retention_s
+        self.backlog_cap = backlog_cap
+        self.pool_size = pool_size
+        self.connect_timeout_s = connect_timeout_s
+        self._pool: asyncpg.Pool | None = None
+        self.committer = GroupCommitter(self.accept_many, group_commit_max)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self.pool_size, timeout=self.connect_timeout_s
+            )
+            async with self._pool.acquire() as conn:
+                await migrate_postgres(conn, now_ms())
+        except _UNAVAILABLE as exc:
+            await self._close_pool()
+            raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
+
+    async def close(self) -> None:
+        await self.committer.close()
+        await self._close_pool()
+
+    async def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pool.close(), 5.0)
+
+    async def ping(self) -> None:
+        async with self._conn() as conn:
+            await conn.fetchval("SELECT 1")
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[Any]:
+        if self._pool is None:
+            raise StoreUnavailable("store is not open")
+        try:
+            async with self._pool.acquire(timeout=self.connect_timeout_s) as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+
+    async def _fetch(self, name: str, *args: Any) -> list[Any]:
+        async with self._conn() as conn:
+            return list(await conn.fetch(Q[name], *args))
+
+    async def _fetchrow(self, name: str, *args: Any) -> Any:
+        async with self._conn() as conn:
+            return await conn.fetchrow(Q[name], *args)
+
+    async def _execute(self, name: str, *args: Any) -> int:
+        async with self._conn() as conn:
+            tag = await conn.execute(Q[name], *args)
+        return int(tag.rsplit(" ", 1)[-1]) if tag and tag[-1].isdigit() else 0
+
+    # -- tenants and credentials ------------------------------------------------
+
+    async def create_team(self, team_id: str, name: str) -> Team:
+        row = await self._fetchrow("create_team", team_id, name, now_ms())
+        return Team(team_id=row["team_id"], name=row["name"])
+
+    async def create_app(self, team_id: str, bundle_id: str, name: str = "") -> App:
+        try:
+            row = await self._fetchrow("create_app", team_id, bundle_id, name)
+        except asyncpg.UniqueViolationError as exc:
+            raise ValueError(f"bundle id {bundle_id!r} is already registered") from exc
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise ValueError(f"unknown team {team_id!r}") from exc
+        return to_app(row)
+
+    async def get_app(self, app_id: int) -> App | None:
+        row = await self._fetchrow("get_app", app_id)
+        return to_app(row) if row else None
+
+    async def get_app_by_bundle(self, bundle_id: str) -> App | None:
+        row = await self._fetchrow("get_app_by_bundle", bundle_id)
+        return to_app(row) if row else None
+
+    async def list_apps(self, team_id: str | None = None) -> list[App]:
+        return [to_app(r) for r in await self._fetch("list_apps", team_id)]
+
+    async def add_provider_key(self, team_id: str, key_id: str, public_key_pem: str) -> ProviderKey:
+        row = await self._fetchrow("add_provider_key", key_id, team_id, public_key_pem)
+        return to_provider_key(row)
+
+    async def get_provider_key(self, key_id: str) -> ProviderKey | None:
+        row = await self._fetchrow("get_provider_key", key_id)
+        return to_provider_key(row) if row else None
+
+    async def revoke_provider_key(self, key_id: str) -> None:
+        await self._execute("revoke_provider_key", key_id)
+
+    async def create_api_key(self, app_id: int) -> str:
+        plaintext = hashing.new_secret()
+        await self._execute(
+            "create_api_key", hashing.hash_secret(plaintext), hashing.key_prefix(plaintext), app_id, now_ms()
+        )
+        return plaintext
+
+    async def verify_api_key(self, plaintext: str) -> App | None:
+        row = await self._fetchrow("verify_api_key", hashing.hash_secret(plaintext))
+        if row is None or not hashing.verify_secret(plaintext, row["key_hash"]):
+            return None
+        return to_app(row)
+
+    # -- devices and tokens -------------------------------------------------------
+
+    async def create_device(self, app_id: int, user_id: str | None = None) -> tuple[Device, str]:
+        device_id, secret, at = hashing.new_device_id(), hashing.new_secret(), now_ms()
+        await self._execute("create_device", device_id, app_id, user_id, hashing.hash_secret(secret), at)
+        return Device(device_id=device_id, app_id=app_id, user_id=user_id, created_at_ms=at), secret
+
+    async def authenticate_device(self, device_id: str, secret: str) -> Device | None:
+        row = await self._fetchrow("get_device", device_id)
+        if row is None or not hashing.verify_secret(secret, row["secret_hash"]):
+            return None
+        return to_device(row)
+
+    async def get_device(self, device_id: str) -> Device | None:
+        row = await self._fetchrow("get_device", device_id)
+        return to_device(row) if row else None
+
+    async def delete_device(self, device_id: str) -> list[DeviceToken]:
+        at = now_ms()
+        async with self._conn() as conn, conn.transaction():
+            rows = await conn.fetch(Q["deactivate_device_tokens"], device_id, at)
+            await conn.execute(Q["discard_device_rows"], device_id, at)
+            await conn.execute(Q["delete_device"], device_id)
+        return [to_token(r) for r in rows]
+
+    async def issue_token(self, device_id: str, topic: str, environment: Environment) -> DeviceToken:
+        device = await self.get_device(device_id)
+        if device is None:
+            raise ValueError(f"unknown device {device_id!r}")
+        row = await self._fetchrow(
+            "insert_token", hashing.new_token(), device.app_id, device_id, topic, environment.value,
+            TokenKind.LOCAL.value, device.user_id, now_ms(),
+        )  # fmt: skip
+        return to_token(row)
+
+    async def register_apns_token(
+        self, app_id: int, token: str, topic: str, environment: Environment, user_id: str | None = None
+    ) -> DeviceToken:
+        row = await self._fetchrow(
+            "register_apns_token", token.lower(), app_id, topic, environment.value, user_id, now_ms()
+        )
+        return to_token(row)
+
+    async def get_token(self, token: str) -> DeviceToken | None:
+        row = await self._fetchrow("get_token", token)
+        return to_token(row) if row else None
+
+    async def unregister_token(self, token: str, at_ms: int | None = None) -> int | None:
+        row = await self._fetchrow("unregister_token", token, at_ms if at_ms is not None else now_ms())
+        return None if row is None else int(row["invalidated_at_ms"])
+
+    async def list_device_tokens(self, device_id: str) -> list[DeviceToken]:
+        return [to_token(r) for r in await self._fetch("list_device_tokens", device_id)]
+
+    async def list_user_tokens(self, app_id: int, user_id: str) -> list[DeviceToken]:
+        return [to_token(r) for r in await self._fetch("list_user_tokens", app_id, user_id)]
+
+    # -- subscriptions ------------------------------------------------------------
+
+    async def subscribe(self, token: str, channel: str) -> None:
+        await self._execute("subscribe", token, channel)
+
+    async def unsubscribe(self, token: str, channel: str) -> None:
+        await self._execute("unsubscribe", token, channel)
+
+    async def channel_tokens(self, app_id: int, channel: str, after: str = "", limit: int = 1000) -> list[DeviceToken]:
+        return [to_token(r) for r in await self._fetch("channel_tokens", app_id, channel, after, limit)]
+
+    # -- notifications --------------------------------------------------------------
+
+    async def accept(self, notification: Notification) -> AcceptResult:
+        return await self.committer.submit(notification)
+
+    async def accept_many(self, notifications: Sequence[Notification]) -> list[AcceptResult]:
+        if not notifications:
+            return []
+        unique, where = unique_in_batch(notifications)
+        at = now_ms()
+        args = (
+            [n.apns_id for n in unique], [n.app_id for n in unique], [n.token for n in unique],
+            [n.topic for n in unique], [n.payload for n in unique], [n.priority for n in unique],
+            [n.push_type for n in unique], [n.expiration for n in unique],
+            [expires_at_s(n, at, self.retention_s) for n in unique], [n.collapse_id for n in unique],
+            [n.device_id for n in unique], [n.kind.value for n in unique], [n.deliver_at_ms for n in unique],
+            at, self.backlog_cap,
+        )  # fmt: skip
+        for attempt in range(3):
+            try:
+                rows = await self._fetch("accept", *args)
+                break
+            except _RETRYABLE:
+                # Another process's batch touched the same rows; ours rolled back whole.
+                if attempt == 2:
+                    raise
+        results = [
+            AcceptResult(
+                apns_id=n.apns_id,
+                id=row["r_id"],
+                duplicate=row["r_duplicate"],
+                status=Status(row["r_status"]),
+                collapsed_id=row["r_collapsed_id"],
+            )
+            for n, row in zip(unique, rows, strict=True)
+        ]
+        return spread_results(results, where)
+
+    async def backlog(
+        self, device_id: str, limit: int, after: tuple[int, int] | None = None, now_s: int | None = None
+    ) -> list[StoredNotification]:
+        at = now_ms() if now_s is None else now_s * 1000
+        prio, last_id = after if after is not None else (11, 0)
+        rows = await self._fetch("backlog", device_id, at // 1000, at, prio, last_id, limit)
+        return [to_stored(r) for r in rows]
+
+    async def mark_delivered(self, device_id: str, ids: Sequence[int], sent_at_ms: int | None = None) -> int:
+        at = now_ms()
+        return await self._execute("mark_delivered", device_id, list(ids), sent_at_ms or at, at)
+
+    async def discard(self, ids: Sequence[int]) -> int:
+        return await self._execute("discard", list(ids), now_ms())
+
+    async def expire_due(self, now_s: int, limit: int = 10_000) -> int:
+        return await self._execute("expire_due", now_s, limit, now_s * 1000)
+
+    async def purge(self, older_than_ms: int, limit: int = 10_000) -> int:
+        return await self._execute("purge", older_than_ms, limit)
+
+    async def take_overflow(self, device_id: str) -> int:
+        row = await self._fetchrow("take_overflow", device_id)
+        return 0 if row is None else int(row["overflow"])
+
+    async def status(self, app_id: int, apns_id: str) -> NotificationStatus | None:
+        row = await self._fetchrow("status", app_id, apns_id)
+        return to_status(row) if row else None
+
+    # -- relay to Apple -------------------------------------------------------------
+
+    async def claim_relay(self, worker: str, limit: int, lease_ms: int) -> list[StoredNotification]:
+        rows = await self._fetch("claim_relay", worker, limit, now_ms(), lease_ms)
+        return sorted((to_stored(r) for r in rows), key=lambda n: n.id)
+
+    async def finish_relay(self, id: int, status: str, reason: str | None = None, apple_id: str | None = None) -> None:
+        if Status(status) not in (Status.RELAYED, Status.REJECTED):
+            raise ValueError(f"finish_relay status must be relayed or rejected, not {status!r}")
+        await self._execute("finish_relay", id, status, reason, apple_id, now_ms())
+
+    async def retry_relay(self, id: int, not_before_ms: int) -> None:
+        await self._execute("retry_relay", id, not_before_ms)
+
+    # -- feedback and webhook outbox ------------------------------------------------
+
+    async def record_feedback(self, app_id: int, token: str, reason: str, at_ms: int) -> None:
+        await self._execute("record_feedback", app_id, token, reason, at_ms)
+
+    async def list_feedback(self, app_id: int, since_ms: int, after_id: int = 0, limit: int = 100) -> list[FeedbackRecord]:
+        rows = await self._fetch("list_feedback", app_id, since_ms, after_id, limit)
+        return [FeedbackRecord(**dict(r)) for r in rows]
+
+    async def purge_feedback(self, older_than_ms: int) -> int:
+        return await self._execute("purge_feedback", older_than_ms)
+
+    async def set_webhook(self, app_id: int, url: str, secret: str) -> None:
+        await self._execute("set_webhook", app_id, url, secret)
+
+    async def get_webhook(self, app_id: int) -> tuple[str, str] | None:
+        row = await self._fetchrow("get_webhook", app_id)
+        return None if row is None else (row["url"], row["secret"])
+
+    async def enqueue_webhook(self, app_id: int, body: bytes, at_ms: int) -> int:
+        row = await self._fetchrow("enqueue_webhook", app_id, body, at_ms)
+        return int(row["id"])
+
+    async def claim_webhooks(self, worker: str, limit: int, now_ms: int, lease_ms: int) -> list[WebhookJob]:
+        rows = await self._fetch("claim_webhooks", worker, limit, now_ms, lease_ms)
+        return sorted((to_webhook_job(r) for r in rows), key=lambda j: j.id)
+
+    async def finish_webhook(self, job_id: int, ok: bool, error: str | None, next_attempt_ms: int | None) -> None:
+        if ok:
+            await self._execute("finish_webhook_ok", job_id)
+        else:
+            await self._execute("finish_webhook_failed", job_id, error, next_attempt_ms)
+
+    async def list_webhook_jobs(self, app_id: int, state: str | None = None, limit: int = 100) -> list[WebhookJob]:
+        return [to_webhook_job(r) for r in await self._fetch("list_webhook_jobs", app_id, state, limit)]
+
+    # -- extras (not in the protocol) ---------------------------------------------
+
+    async def list_api_keys(self, app_id: int) -> list[ApiKeyRecord]:
+        rows = await self._fetch("list_api_keys", app_id)
+        return [ApiKeyRecord(**dict(r)) for r in rows]
+
