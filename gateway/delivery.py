@@ -29,6 +29,7 @@ from prometheus_client import Counter
 from gateway.bus import messages
 from gateway.bus.base import Bus, Presence, PresenceEntry
 from gateway.store.base import Store
+from schemas.errors import PushgwError, StoreUnavailable
 from schemas.notification import AcceptResult, Notification, Status, StoredNotification, TokenKind
 
 log = logging.getLogger(__name__)
@@ -71,14 +72,20 @@ class DeliveryEngine:
     # -- accepting ----------------------------------------------------------------
 
     async def accept(self, n: Notification) -> AcceptResult:
-        result = await self._store.accept(n)  # StoreUnavailable -> 503 upstream
+        try:
+            result = await self._store.accept(n)  # StoreUnavailable -> 503 upstream
+        except Exception as exc:
+            raise _unavailable(exc) from exc
         self._after_commit(n, result)
         return result
 
     async def accept_many(self, ns: Sequence[Notification]) -> list[AcceptResult]:
         if not ns:
             return []
-        results = await self._store.accept_many(ns)
+        try:
+            results = await self._store.accept_many(ns)
+        except Exception as exc:
+            raise _unavailable(exc) from exc
         for n, result in zip(ns, results, strict=True):
             self._after_commit(n, result)
         return results
@@ -163,6 +170,21 @@ class DeliveryEngine:
     def ring(self, shard_id: str, device_id: str) -> None:
         """Ask a shard to re-drain one device (scheduled pushes came due)."""
         self._bus.publish(shard_id, messages.encode(messages.DrainMessage(device_id)))
+
+
+def _unavailable(exc: Exception) -> PushgwError:
+    """Promise 1 at the boundary the APIs call: a failed accept is a 503.
+
+    Stores translate their driver errors themselves; anything else that
+    escapes (a driver state error while the server goes away, a closed
+    store) still means "nothing (known to be) accepted", and the provider's
+    retry with the same apns-id is deduplicated, so it maps to
+    StoreUnavailable too, logged loudly because the store should have said so.
+    """
+    if isinstance(exc, PushgwError):
+        return exc
+    log.error("store.accept raised %s instead of StoreUnavailable: %s", type(exc).__name__, exc)
+    return StoreUnavailable(f"store failed: {type(exc).__name__}")
 
 
 def _stored(n: Notification, result: AcceptResult, now_ms: int) -> StoredNotification:
