@@ -177,7 +177,9 @@ async def test_sender_crash_mid_batch_another_sender_finishes(env) -> None:  # t
     ids = [await accept_apns(store, app_id, tok(6)) for _ in range(30)]
     a = sender(cfg, store, lease_ms=700, worker_id="A")
     await a.start()
-    while apple.concurrent < 30:  # everything claimed and on the wire
+    for _ in range(1000):  # until everything is claimed and on the wire
+        if apple.concurrent == 30:
+            break
         await asyncio.sleep(0.01)
     await a.crash()
     apple.delay_s = 0
