@@ -195,6 +195,9 @@ class DeviceClient:
                 self._ready.clear()
                 self._ws = None
                 self._acks.clear()  # unacked pushes are redelivered on the next connection
+                if self._ack_task is not None:  # it belongs to the dead socket
+                    self._ack_task.cancel()
+                    self._ack_task = None
             if self._ws is None and self.last_close_code in FATAL_CODES:
                 self.fatal = DeviceError("BadCredential" if self.last_close_code == 4001 else "Unsupported")
                 return

@@ -62,6 +62,7 @@ class ShardServer:
         self._loops: list[asyncio.Task[None]] = []
         self._server: Server | None = None
         self._stopping = False
+        self._need_repair = False  # presence may be lost: re-claim, then re-drain
         # A device that does not read lets frames pile up in the kernel and then
         # in the transport; past this bound it is closed as too slow.
         self._write_cap = max(256 * 1024, cfg.drain_window * cfg.ws_max_frame)
@@ -258,12 +259,19 @@ class ShardServer:
                 self._apply(conn, conn.session.request_drain())
 
     async def _on_resubscribed(self) -> None:
-        """Messages may have been lost; if Redis restarted, presence was lost too.
-        Re-claim what is missing first, then drain (claim before drain, as on connect)."""
+        """Messages may have been lost; if Redis restarted, presence was lost too."""
+        self._need_repair = True
+        await self._repair()
+
+    async def _repair(self) -> None:
+        """Re-claim missing presence first, then drain (claim before drain, as
+        on connect).  If Redis is not answering yet the presence loop retries."""
         try:
             await self._reclaim_missing()
         except Exception as exc:
-            log.warning("presence re-claim failed: %s", exc)
+            log.warning("presence re-claim failed, retrying: %s", exc)
+            return
+        self._need_repair = False
         for conn in list(self._conns.values()):
             self._apply(conn, conn.session.request_drain())
 
@@ -312,12 +320,16 @@ class ShardServer:
     async def _presence_loop(self) -> None:
         ttl = self.cfg.presence_ttl_s
         while True:
-            await asyncio.sleep(max(ttl / 3, 0.5))
+            await asyncio.sleep(0.5 if self._need_repair else max(ttl / 3, 0.5))
+            if self._need_repair:
+                await self._repair()
             entries = [(d, c.session.epoch) for d, c in self._conns.items() if c.session.phase == s.Phase.OPEN]
             try:
                 await self.core.presence.refresh(self.cfg.shard_id, entries, ttl)
             except Exception as exc:
+                # Redis may lose its data while we cannot reach it: repair when it is back.
                 log.warning("presence refresh failed: %s", exc)
+                self._need_repair = True
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
