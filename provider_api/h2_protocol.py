@@ -178,6 +178,10 @@ class H2ServerConnection:
             self._on_event(event)
         return self._pump()
 
+    def take_ready(self) -> list[Request]:
+        """Requests released by a state change (e.g. ``mark_authenticated``)."""
+        return self._pump()
+
     def _on_event(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
             self._on_request(event)

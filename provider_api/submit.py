@@ -19,7 +19,6 @@ import uuid
 from typing import Any, Protocol
 
 from gateway.store.base import App, DeviceToken
-from schemas.errors import BadDeviceToken
 from schemas.notification import AcceptResult, Environment, Notification
 
 
@@ -28,7 +27,9 @@ class _Engine(Protocol):
 
 
 class _Resolver(Protocol):
-    async def resolve(self, app: App, token: str, topic: str, push_type: str) -> DeviceToken: ...
+    async def resolve(
+        self, app: App, token: str, topic: str, push_type: str, environment: Environment | None = None
+    ) -> DeviceToken: ...
 
 
 class CoreLike(Protocol):
@@ -68,12 +69,11 @@ async def build_notification(
 
     ``environment`` is the environment the request was addressed to; a
     token registered for the other one is ``BadDeviceToken``, as Apple
-    answers a sandbox token sent to production.  ``None`` skips the check
-    (a REST caller that does not distinguish environments).
+    answers a sandbox token sent to production (the resolver checks it).
+    ``None`` skips the check (a REST caller that does not distinguish
+    environments).
     """
-    record = await core.resolver.resolve(app, token, topic, push_type)
-    if environment is not None and record.environment != environment:
-        raise BadDeviceToken(f"token is for {record.environment.value}, request for {environment.value}")
+    record = await core.resolver.resolve(app, token, topic, push_type, environment)
     return Notification(
         apns_id=apns_id or new_apns_id(),
         app_id=app.app_id,
