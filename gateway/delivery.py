@@ -95,6 +95,8 @@ class DeliveryEngine:
             DUPLICATES.inc()
             return  # the original was (or is being) routed; never twice
         ACCEPTED.inc()
+        if result.status is not Status.PENDING:
+            return  # settled at once (e.g. dropped by the backlog cap): nothing to deliver
         if n.kind is not TokenKind.LOCAL or n.device_id is None:
             return  # kind apns: the bridge claims it from the store
         now = self._clock_ms()
