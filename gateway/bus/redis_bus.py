@@ -162,7 +162,7 @@ class RedisBus:
                 except (RedisError, OSError) as exc:
                     log.warning("shard %s: subscriber lost Redis (%s); retrying in %.1fs", shard_id, exc, backoff)
                     await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = min(backoff * 2, 2.0)  # short cap: pushes wait for the resubscribe drain
                     continue
                 if msg is None:
                     continue
