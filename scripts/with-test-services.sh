@@ -61,9 +61,14 @@ cleanup() {
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" stop -m immediate >/dev/null 2>&1
   fi
   if [ -f "$REDIS_DIR/redis.pid" ]; then
-    kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null
+    local rpid
+    rpid=$(cat "$REDIS_DIR/redis.pid")
+    kill "$rpid" 2>/dev/null
+    # Wait for it to exit: it writes its log while shutting down.
+    for _ in $(seq 50); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$rpid" 2>/dev/null
   fi
-  rm -rf "$WORK"
+  rm -rf "$WORK" 2>/dev/null || { sleep 0.5; rm -rf "$WORK"; }
   exit $rc
 }
 trap cleanup EXIT INT TERM
