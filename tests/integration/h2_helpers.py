@@ -64,9 +64,19 @@ class Response:
         return orjson.loads(self.body).get("reason") if self.body else None
 
 
+class _RudeH2(H2Connection):
+    """A client h2 that ignores the server's MAX_CONCURRENT_STREAMS (to test refusal)."""
+
+    @property
+    def open_outbound_streams(self) -> int:
+        super().open_outbound_streams  # noqa: B018
+        return 0
+
+
 class H2Client(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.h2 = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+    def __init__(self, rude: bool = False) -> None:
+        cls = _RudeH2 if rude else H2Connection
+        self.h2 = cls(H2Configuration(client_side=True, header_encoding="utf-8"))
         self.transport: asyncio.Transport | None = None
         self.responses: dict[int, Response] = {}
         self.done: dict[int, asyncio.Future[Response]] = {}
@@ -76,9 +86,9 @@ class H2Client(asyncio.Protocol):
         self.lost = asyncio.Event()
 
     @classmethod
-    async def connect(cls, port: int, ssl_ctx: ssl.SSLContext | None = None) -> H2Client:
+    async def connect(cls, port: int, ssl_ctx: ssl.SSLContext | None = None, rude: bool = False) -> H2Client:
         loop = asyncio.get_running_loop()
-        _, proto = await loop.create_connection(cls, "127.0.0.1", port, ssl=ssl_ctx)
+        _, proto = await loop.create_connection(lambda: cls(rude), "127.0.0.1", port, ssl=ssl_ctx)
         await asyncio.wait_for(proto.settings_seen.wait(), 5)
         return proto
 
