@@ -1,0 +1,67 @@
+"""Migrations produce the expected schema and are idempotent on re-open."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import asyncpg
+
+from gateway.store.migrations import migrations
+from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SqliteStore
+
+TABLES = {
+    "schema_migrations", "teams", "apps", "provider_keys", "api_keys", "devices", "tokens", "subscriptions",
+    "notifications", "feedback", "webhooks", "webhook_jobs",
+}  # fmt: skip
+INDEXES = {
+    "notifications_backlog", "notifications_token_pending", "notifications_collapse", "notifications_expiry",
+    "notifications_relay", "notifications_purge", "tokens_device", "feedback_app", "webhook_jobs_due",
+}  # fmt: skip
+
+
+async def test_postgres_schema_and_idempotent_reopen(pg_dsn: str) -> None:
+    for _ in range(2):
+        store = PostgresStore(pg_dsn)
+        await store.open()
+        await store.close()
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        tables = {r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        indexes = {r[0]: r[1] for r in await conn.fetch("SELECT indexname, indexdef FROM pg_indexes")}
+        versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")]
+        has_fn = await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'pushgw_accept'")
+    finally:
+        await conn.close()
+    assert TABLES <= tables
+    assert INDEXES <= set(indexes)
+    assert "WHERE" in indexes["notifications_backlog"] and "priority DESC" in indexes["notifications_backlog"]
+    assert versions == [m.version for m in migrations("postgres")] == [1, 2]
+    assert has_fn == 1
+
+
+async def test_sqlite_schema_and_idempotent_reopen(sqlite_path: str) -> None:
+    for _ in range(2):
+        store = SqliteStore(sqlite_path)
+        await store.open()
+        await store.close()
+    db = sqlite3.connect(sqlite_path)
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        indexes = {r[0]: r[1] for r in db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
+        versions = [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        journal = db.execute("PRAGMA journal_mode").fetchone()[0]
+        plan = " ".join(
+            str(r[3])
+            for r in db.execute(
+                "EXPLAIN QUERY PLAN SELECT id FROM notifications WHERE device_id = 'd' AND status = 'pending'"
+                " AND kind = 'local' ORDER BY priority DESC, id"
+            )
+        )
+    finally:
+        db.close()
+    assert TABLES <= tables
+    assert INDEXES <= set(indexes)
+    assert versions == [m.version for m in migrations("sqlite")] == [1]
+    assert journal == "wal"
+    assert "notifications_backlog" in plan
