@@ -11,6 +11,7 @@ with the most free stream slots under the live SETTINGS limit.
 from __future__ import annotations
 
 import asyncio
+import collections
 import ssl
 
 from gateway.apns_bridge.client import APNsConnection, APNsResponse, Header, StreamRefused
@@ -45,7 +46,7 @@ class ConnectionPool:
         self._ping_interval = ping_interval_s
         self._conns: list[APNsConnection] = []
         self._connecting = False
-        self._changed = asyncio.Event()
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed = False
         self.connects = 0
 
@@ -54,11 +55,17 @@ class ConnectionPool:
         return list(self._conns)
 
     def _notify(self) -> None:
-        # Wake every waiter; each re-checks for a slot.  A fresh Event per
-        # round means a waiter never misses a wake-up that raced its wait().
-        self._conns = [c for c in self._conns if c.usable or c.in_flight]
-        self._changed.set()
-        self._changed = asyncio.Event()
+        # Wake only as many waiters (FIFO) as there are free slots, plus one
+        # that may open a connection: waking all of them on every finished
+        # stream made the pool quadratic under load.
+        if any(not (c.usable or c.in_flight) for c in self._conns):
+            self._conns = [c for c in self._conns if c.usable or c.in_flight]
+        free = sum(c.capacity for c in self._conns) + 1
+        while self._waiters and free > 0:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
 
     def _pick(self) -> APNsConnection | None:
         best: APNsConnection | None = None
@@ -75,11 +82,11 @@ class ConnectionPool:
         Raises ``StreamRefused`` if no slot came in time (nothing was sent)
         and whatever ``APNsConnection.send`` raises.
         """
-        if self._closed:
-            raise StreamRefused("pool is closed")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            if self._closed:
+                raise StreamRefused("pool is closed")
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise StreamRefused("no free stream before the deadline")
@@ -91,12 +98,16 @@ class ConnectionPool:
             if live < self.max_connections and not self._connecting:
                 await self._connect(remaining)
                 continue
-            changed = self._changed
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
             try:
                 async with asyncio.timeout(remaining):
-                    await changed.wait()
+                    await waiter
             except TimeoutError:
                 raise StreamRefused("no free stream before the deadline") from None
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
 
     async def _connect(self, timeout: float) -> None:
         self._connecting = True
@@ -122,6 +133,10 @@ class ConnectionPool:
 
     async def close(self) -> None:
         self._closed = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)  # they see the closed pool and raise
+        self._waiters.clear()
         conns, self._conns = self._conns, []
         for conn in conns:
             conn.close()

@@ -167,6 +167,8 @@ class MockApple:
         if not auth.startswith("bearer ") or len(auth) <= 7:
             return 403, "MissingProviderToken"
         bearer = auth[7:]
+        if bearer == conn.token:  # verified on this connection already (Apple caches it too)
+            return (403, "ExpiredProviderToken") if self.now() - conn.token_iat > 3600 else None
         try:
             header = jwt.get_unverified_header(bearer)
         except jwt.InvalidTokenError:
