@@ -55,7 +55,7 @@ class Served:
 
     async def start(self) -> list[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHGW_")}
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - started once, read via an executor
             [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(self.data_dir),
              "--rest-port", str(self.rest), "--http2-port", str(self.h2), "--ws-port", str(self.ws)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -118,7 +118,8 @@ async def test_make_run_gateway_end_to_end(served: Served) -> None:
             if len(got) >= 2:
                 arrived.set()
 
-        device = DeviceClient(f"ws://127.0.0.1:{served.ws}/v1/connect", dev["device_id"], dev["secret"], on_push=on_push)
+        url = f"ws://127.0.0.1:{served.ws}/v1/connect"
+        device = DeviceClient(url, dev["device_id"], dev["secret"], on_push=on_push)
         device.start()
         try:
             await asyncio.wait_for(device.wait_connected(), 10)
@@ -136,8 +137,9 @@ async def test_make_run_gateway_end_to_end(served: Served) -> None:
                     )
                     return proto
 
-            client = APNs(key=key["private_key_p8"], key_id=key["key_id"], team_id=TEAM, topic=BUNDLE, use_sandbox=False)
-            client.pool = H2cPool(key=key["private_key_p8"], key_id=key["key_id"], team_id=TEAM, topic=BUNDLE)
+            creds = {"key": key["private_key_p8"], "key_id": key["key_id"], "team_id": TEAM, "topic": BUNDLE}
+            client = APNs(**creds, use_sandbox=False)
+            client.pool = H2cPool(**creds)
             h2_id = str(uuid.uuid4())
             try:
                 res = await client.send_notification(
@@ -170,7 +172,7 @@ async def test_make_run_gateway_end_to_end(served: Served) -> None:
                     break
                 await asyncio.sleep(0.1)
             assert status["status"] == "delivered", status
-            assert [e["event"] for e in status["timeline"]][0] == "accepted"
+            assert status["timeline"][0]["event"] == "accepted"
         finally:
             await device.stop()
 
