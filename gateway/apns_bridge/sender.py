@@ -21,6 +21,7 @@ Outcomes, by Apple's answer (shared/APNS.md section 4 retry rules):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -109,6 +110,7 @@ class BridgeSender:
         ssl_ctx: ssl.SSLContext | None = None,
         on_invalid_token: InvalidTokenHook = token_invalidated,
         clock: Callable[[], float] = time.time,
+        store_concurrency: int = 8,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -136,6 +138,9 @@ class BridgeSender:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Thousands of streams may finish at once; the store's connection pool
+        # is far smaller, so bound our writes instead of timing out on it.
+        self._store_sem = asyncio.Semaphore(store_concurrency)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -205,22 +210,26 @@ class BridgeSender:
 
     async def _relay(self, row: StoredNotification) -> None:
         try:
-            await self._relay_inner(row)
+            resp = await self._send(row)
+            async with self._store_sem:
+                await self._finish(row, resp)
         except StoreUnavailable:
             # The lease runs out and the row is claimed again later.
             log.warning("bridge: store unavailable while finishing %s", row.apns_id)
         except Exception:
             log.exception("bridge: relaying %s failed", row.apns_id)
-            await self._retry(row)
+            with contextlib.suppress(Exception):
+                await self._retry(row)
 
-    async def _relay_inner(self, row: StoredNotification) -> None:
+    async def _send(self, row: StoredNotification) -> APNsResponse | str | None:
+        """Apple's answer; a reason string to reject without sending; None to retry later."""
         signer = await self._signer(row.app_id)
-        env = await self._environment(row.token)
-        if signer is None or env is None:
-            reason = "MissingProviderToken" if signer is None else "BadDeviceToken"
-            metrics.outcome("rejected")
-            await self.store.finish_relay(row.id, "rejected", reason)
-            return
+        if signer is None:
+            return "MissingProviderToken"
+        async with self._store_sem:
+            env = await self._environment(row.token)
+        if env is None:
+            return "BadDeviceToken"
         pool = self.pools.pool(signer.team_id, signer.key_id, env)
         bearer = signer.token()
         refreshed = False
@@ -234,21 +243,28 @@ class BridgeSender:
                 refused += 1
                 if refused <= 3:
                     continue  # Apple never saw it: resending is safe
-                await self._retry(row)
-                return
+                return None
             except OutcomeUnknown:
                 # Maybe delivered: not resent at once, but later with the same apns-id.
                 metrics.outcome("unknown")
-                await self._retry(row)
-                return
+                return None
             metrics.observe(time.monotonic() - started)
-            kind = classify(resp)
-            if kind == "refresh" and not refreshed:
+            if classify(resp) == "refresh" and not refreshed:
                 refreshed = True
                 metrics.token_refresh()
                 bearer = signer.expired(bearer)
                 continue
-            break
+            return resp
+
+    async def _finish(self, row: StoredNotification, resp: APNsResponse | str | None) -> None:
+        if resp is None:
+            await self._retry(row)
+            return
+        if isinstance(resp, str):
+            metrics.outcome("rejected")
+            await self.store.finish_relay(row.id, "rejected", resp)
+            return
+        kind = classify(resp)
         metrics.outcome(kind)
         if kind == "relayed":
             self._attempts.pop(row.id, None)
