@@ -6,6 +6,7 @@ PostgreSQL when ``cfg.database_url`` is set (cluster), else SQLite at
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from gateway.config import Config
@@ -30,7 +31,7 @@ async def open_store(cfg: Config) -> Store:
         from gateway.store.sqlite import SqliteStore
 
         data_dir = Path(cfg.data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
         store = SqliteStore(
             str(data_dir / SQLITE_FILENAME),
             retention_s=cfg.retention_s,

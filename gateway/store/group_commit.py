@@ -153,7 +153,9 @@ _TERMINAL_EVENT = {
 }
 
 
-def timeline(status: Status, accepted_at_ms: int, sent_at_ms: int | None, done_at_ms: int | None) -> list[TimelineEvent]:
+def timeline(
+    status: Status, accepted_at_ms: int, sent_at_ms: int | None, done_at_ms: int | None
+) -> list[TimelineEvent]:
     events = [TimelineEvent("accepted", accepted_at_ms)]
     if sent_at_ms is not None:
         events.append(TimelineEvent("sent", sent_at_ms))

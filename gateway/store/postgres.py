@@ -328,7 +328,9 @@ class PostgresStore:
     async def record_feedback(self, app_id: int, token: str, reason: str, at_ms: int) -> None:
         await self._execute("record_feedback", app_id, token, reason, at_ms)
 
-    async def list_feedback(self, app_id: int, since_ms: int, after_id: int = 0, limit: int = 100) -> list[FeedbackRecord]:
+    async def list_feedback(
+        self, app_id: int, since_ms: int, after_id: int = 0, limit: int = 100
+    ) -> list[FeedbackRecord]:
         rows = await self._fetch("list_feedback", app_id, since_ms, after_id, limit)
         return [FeedbackRecord(**dict(r)) for r in rows]
 

@@ -199,7 +199,9 @@ class SqliteStore:
 
     async def list_api_keys(self, app_id: int) -> list[ApiKeyRecord]:
         rows = await self._run(self._q, "list_api_keys", app_id)
-        return [ApiKeyRecord(key_prefix=r["key_prefix"], app_id=r["app_id"], created_at_ms=r["created_at_ms"]) for r in rows]
+        return [
+            ApiKeyRecord(key_prefix=r["key_prefix"], app_id=r["app_id"], created_at_ms=r["created_at_ms"]) for r in rows
+        ]
 
     # -- devices and tokens ----------------------------------------------------------
 
@@ -390,7 +392,7 @@ class SqliteStore:
         self, app_id: int, since_ms: int, after_id: int = 0, limit: int = 100
     ) -> list[FeedbackRecord]:
         rows = await self._run(self._q, "list_feedback", app_id, since_ms, after_id, limit)
-        return [FeedbackRecord(**{k: r[k] for k in r.keys()}) for r in rows]  # noqa: SIM118
+        return [FeedbackRecord(**{k: r[k] for k in r.keys()}) for r in rows]
 
     async def purge_feedback(self, older_than_ms: int) -> int:
         return await self._run(self._exec, "purge_feedback", older_than_ms)

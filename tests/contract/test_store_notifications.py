@@ -136,7 +136,7 @@ async def test_backlog_cap_drops_lowest_priority_oldest(world: World) -> None:
     low_old = await world.store.accept(world.note(priority=1))
     low_new = await world.store.accept(world.note(priority=1))
     highs = [await world.store.accept(world.note(priority=10)) for _ in range(4)]
-    assert (await world.store.status(world.app.app_id, low_old.apns_id)).status is Status.DROPPED  # type: ignore[union-attr]
+    assert (await world.store.status(world.app.app_id, low_old.apns_id)).status is Status.DROPPED
     rows = await world.store.backlog(world.device.device_id, 10)
     assert {r.id for r in rows} == {low_new.id} | {h.id for h in highs}
     assert await world.store.take_overflow(world.device.device_id) == 1
@@ -144,7 +144,7 @@ async def test_backlog_cap_drops_lowest_priority_oldest(world: World) -> None:
     # two more: low_new (priority 1) goes, then the new priority-5 row itself
     res = await world.store.accept_many([world.note(priority=5), world.note(priority=10)])
     assert res[0].status is Status.DROPPED and res[1].status is Status.PENDING
-    assert (await world.store.status(world.app.app_id, low_new.apns_id)).status is Status.DROPPED  # type: ignore[union-attr]
+    assert (await world.store.status(world.app.app_id, low_new.apns_id)).status is Status.DROPPED
     assert await world.store.take_overflow(world.device.device_id) == 2
     assert len(await world.store.backlog(world.device.device_id, 10)) == 5
 

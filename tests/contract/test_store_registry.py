@@ -61,7 +61,8 @@ async def test_issued_tokens(world: World) -> None:
     assert tok.kind is TokenKind.LOCAL and tok.active and tok.device_id == world.device.device_id
     assert tok.topic == "com.example.app" and tok.environment is PROD and tok.user_id == "u1"
     second = await world.store.issue_token(world.device.device_id, "com.example.app.voip", SANDBOX)
-    assert {t.token for t in await world.store.list_device_tokens(world.device.device_id)} == {world.token, second.token}
+    listed = await world.store.list_device_tokens(world.device.device_id)
+    assert {t.token for t in listed} == {world.token, second.token}
     assert {t.token for t in await world.store.list_user_tokens(world.app.app_id, "u1")} == {world.token, second.token}
     with pytest.raises(ValueError):
         await world.store.issue_token("nobody", "com.example.app", PROD)

@@ -8,7 +8,11 @@ CREATE OR REPLACE FUNCTION pushgw_accept(
     p_collapse_id text[], p_device_id text[], p_kind text[], p_deliver_at_ms bigint[],
     p_now_ms bigint, p_cap integer
 ) RETURNS TABLE (r_ord integer, r_id bigint, r_duplicate boolean, r_status text, r_collapsed_id bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- A generic plan cached while the table was small keeps seq-scanning it as it
+-- grows (measured: 5 ms -> 650 ms per batch until autoanalyze); plan per call.
+SET plan_cache_mode = force_custom_plan
+AS $$
 DECLARE
     new_ids bigint[];
     collapsed_ids bigint[];
