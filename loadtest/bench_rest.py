@@ -1,0 +1,199 @@
+"""REST benchmark: durable accepted notifications per second through /api/v1.
+
+    scripts/with-test-services.sh .venv/bin/python -m loadtest rest [--duration S] [--servers N]
+        [--clients N] [--connections N] [--tokens N] [--batch N]
+
+Starts ``--servers`` API processes sharing one port (SO_REUSEPORT) on a fresh
+PostgreSQL database (TEST_PG_DSN), registers ``--tokens`` device tokens, then
+measures for ``--duration`` seconds each: single sends (``POST /api/v1/send``,
+requests/s) and batch sends (``POST /api/v1/send/batch``, notifications/s).
+Only 200 answers (committed notifications) are counted.  Load goes to
+127.0.0.1 only; every process it starts is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import socket
+import sys
+import time
+import uuid
+from typing import Any
+
+TOPIC = "com.bench.rest"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve(dsn: str, port: int) -> None:
+    import uvloop
+    from aiohttp import web
+
+    from gateway.config import Config
+    from gateway.runtime import Core
+    from provider_api.rest import build_rest_app
+
+    async def run() -> None:
+        cfg = Config(database_url=dsn, rest_port=port)
+        core = await Core.open(cfg)
+        runner = web.AppRunner(build_rest_app(cfg, core), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, reuse_port=True).start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+            await core.close()
+
+    uvloop.run(run())
+
+
+def _load(port: int, key: str, tokens: list[str], mode: str, batch: int, conns: int, duration: float, q: Any) -> None:
+    import orjson
+    import uvloop
+    from aiohttp import ClientSession, TCPConnector
+
+    async def run() -> tuple[int, int]:
+        ok = errors = 0
+        stop_at = time.monotonic() + duration
+        headers = {"X-API-Key": key, "Content-Type": "application/json"}
+        url = f"http://127.0.0.1:{port}/api/v1/send" + ("/batch" if mode == "batch" else "")
+        payload = {"aps": {"alert": "bench"}}
+
+        async def worker(w: int) -> None:
+            nonlocal ok, errors
+            i = w
+            async with ClientSession(connector=TCPConnector(limit=1, force_close=False)) as s:
+                while time.monotonic() < stop_at:
+                    if mode == "batch":
+                        items = [
+                            {"token": tokens[(i + j) % len(tokens)], "topic": TOPIC, "payload": payload}
+                            for j in range(batch)
+                        ]
+                        body = orjson.dumps({"notifications": items})
+                    else:
+                        body = orjson.dumps({"token": tokens[i % len(tokens)], "topic": TOPIC, "payload": payload})
+                    i += conns
+                    async with s.post(url, data=body, headers=headers) as resp:
+                        data = await resp.read()
+                    if resp.status != 200:
+                        errors += 1
+                    elif mode == "batch":
+                        ok += orjson.loads(data)["accepted"]
+                    else:
+                        ok += 1
+
+        await asyncio.gather(*(worker(w) for w in range(conns)))
+        return ok, errors
+
+    q.put(uvloop.run(run()))
+
+
+async def _setup(dsn: str, n_tokens: int) -> tuple[str, list[str]]:
+    from gateway.config import Config
+    from gateway.runtime import Core
+    from schemas.notification import Environment
+
+    core = await Core.open(Config(database_url=dsn))
+    try:
+        await core.store.create_team("BENCHTEAM1", "bench")
+        app = await core.store.create_app("BENCHTEAM1", TOPIC)
+        key = await core.store.create_api_key(app.app_id)
+        tokens = []
+        for _ in range(n_tokens):
+            device, _secret = await core.store.create_device(app.app_id)
+            tokens.append((await core.store.issue_token(device.device_id, TOPIC, Environment.PRODUCTION)).token)
+        return key, tokens
+    finally:
+        await core.close()
+
+
+async def _admin(dsn: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"API did not listen on {port}")
+
+
+def _run_phase(
+    ctx: Any, port: int, key: str, tokens: list[str], mode: str, args: argparse.Namespace
+) -> tuple[int, int]:
+    q = ctx.Queue()
+    procs = [
+        ctx.Process(target=_load, args=(port, key, tokens, mode, args.batch, args.connections, args.duration, q))
+        for _ in range(args.clients)
+    ]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=args.duration + 60) for _ in procs]
+    for p in procs:
+        p.join(10)
+    return sum(r[0] for r in results), sum(r[1] for r in results)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m loadtest rest")
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--servers", type=int, default=2)
+    ap.add_argument("--clients", type=int, default=2, help="load-generator processes")
+    ap.add_argument("--connections", type=int, default=32, help="keep-alive connections per client process")
+    ap.add_argument("--tokens", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=500)
+    args = ap.parse_args(argv)
+    admin = os.environ.get("TEST_PG_DSN")
+    if not admin:
+        print("TEST_PG_DSN is not set: run inside scripts/with-test-services.sh", file=sys.stderr)
+        return 2
+    name = "bench_rest_" + uuid.uuid4().hex[:8]
+    dsn = admin.rpartition("/")[0] + "/" + name
+    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
+    ctx = mp.get_context("spawn")
+    servers: list[Any] = []
+    try:
+        key, tokens = asyncio.run(_setup(dsn, args.tokens))
+        port = _free_port()
+        servers = [ctx.Process(target=_serve, args=(dsn, port)) for _ in range(args.servers)]
+        for p in servers:
+            p.start()
+        _wait_port(port)
+        time.sleep(1.0)  # let every server finish opening its pool
+        print(
+            f"REST benchmark: {args.servers} API processes (SO_REUSEPORT), PostgreSQL, "
+            f"{args.clients}x{args.connections} connections, {args.duration:.0f} s per phase"
+        )
+        for mode in ("single", "batch"):
+            t0 = time.monotonic()
+            ok, errors = _run_phase(ctx, port, key, tokens, mode, args)
+            elapsed = time.monotonic() - t0
+            rate = ok / args.duration
+            unit = "sends/s" if mode == "single" else f"notifications/s (batches of {args.batch})"
+            print(f"  {mode:6s}: {rate:10,.0f} {unit}; {ok:,} accepted, {errors} non-200 answers, {elapsed:.1f} s")
+    finally:
+        for p in servers:
+            if p.pid is not None:
+                os.kill(p.pid, 15)
+        for p in servers:
+            p.join(10)
+        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return 0
