@@ -199,7 +199,9 @@ class Store(Protocol):
     async def claim_relay(self, worker: str, limit: int, lease_ms: int) -> list[StoredNotification]:
         """Lease pending kind-apns rows (SKIP LOCKED on Postgres)."""
 
-    async def finish_relay(self, id: int, status: str, reason: str | None = None, apple_id: str | None = None) -> None: ...
+    async def finish_relay(
+        self, id: int, status: str, reason: str | None = None, apple_id: str | None = None
+    ) -> None: ...
 
     async def retry_relay(self, id: int, not_before_ms: int) -> None: ...
 
@@ -208,7 +210,9 @@ class Store(Protocol):
         """One record per token that stopped being valid (unregistered, device
         deleted, Apple 410/BadDeviceToken/DeviceTokenNotForTopic)."""
 
-    async def list_feedback(self, app_id: int, since_ms: int, after_id: int = 0, limit: int = 100) -> list[FeedbackRecord]:
+    async def list_feedback(
+        self, app_id: int, since_ms: int, after_id: int = 0, limit: int = 100
+    ) -> list[FeedbackRecord]:
         """Records with at_ms >= since_ms, by id, paged by ``after_id``."""
 
     async def purge_feedback(self, older_than_ms: int) -> int: ...
