@@ -102,6 +102,7 @@ def main(argv: list[str], stdout: TextIO = sys.stdout) -> int:
     p.add_argument("--environment", choices=["sandbox", "production"], default="production")
     p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     p.add_argument("--config", default=None)
+    p.add_argument("--data-dir", default=None, help="embedded store directory (as given to `pushgw serve`)")
     args = p.parse_args(argv)
 
     from gateway.config import from_environ
@@ -111,7 +112,7 @@ def main(argv: list[str], stdout: TextIO = sys.stdout) -> int:
         print(line, file=stdout, flush=True)
 
     async def run() -> int:
-        cfg = from_environ(args.config)
+        cfg = from_environ(args.config, data_dir=args.data_dir)
         core = await Core.open(cfg)
         try:
             devices = await provision(core.store, args.bundle_id, args.count, Environment(args.environment))
