@@ -20,7 +20,12 @@ from gateway.config import Config
 def plan(cfg: Config, shards: int) -> list[tuple[str, list[str]]]:
     """(name, argv) of every process of the topology."""
     base = [sys.executable, "-m", "gateway.cli"]
-    procs = [("provider-api", [*base, "provider-api", "--rest-port", str(cfg.rest_port)])]
+    procs = [
+        (
+            "provider-api",
+            [*base, "provider-api", "--rest-port", str(cfg.rest_port), "--http2-port", str(cfg.http2_port)],
+        )
+    ]
     for n in range(shards):
         procs.append(
             (
