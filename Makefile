@@ -35,7 +35,9 @@ bench-delivery: $(STAMP)
 	scripts/with-test-services.sh $(BIN)/python -m loadtest delivery
 
 bench-provider: $(STAMP)
+	command -v h2load >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client)
 	scripts/with-test-services.sh $(BIN)/python -m loadtest provider
+	scripts/with-test-services.sh $(BIN)/python -m loadtest rest
 
 bench-bridge: $(STAMP)
 	scripts/with-test-services.sh $(BIN)/python -m loadtest bridge
