@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _pytest.mark import ParameterSet
 
 from schemas import errors
 from schemas.apns import ApnsHeaders, validate_headers, validate_payload, validate_request
@@ -22,85 +23,108 @@ def hdrs(**overrides: str | None) -> list[tuple[str, str]]:
     return [(name, value) for name, value in base.items() if value is not None]
 
 
-# (id, method, path, headers, body, expected error class, status, reason)
+def case(
+    name: str,
+    status: int,
+    reason: str,
+    error: type[errors.PushgwError],
+    *,
+    method: str = "POST",
+    path: str = PATH,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = BODY,
+) -> ParameterSet:
+    return pytest.param(method, path, hdrs() if headers is None else headers, body, error, status, reason, id=name)
+
+
+E = errors
 REJECTED = [
-    ("collapse-id-65-bytes", "POST", PATH, hdrs(apns_collapse_id="c" * 65), BODY, errors.BadCollapseId, 400,
-     "BadCollapseId"),
-    ("collapse-id-multibyte", "POST", PATH, hdrs(apns_collapse_id="é" * 33), BODY, errors.BadCollapseId, 400,
-     "BadCollapseId"),
-    ("token-odd-length", "POST", PATH + "a", hdrs(), BODY, errors.BadDeviceToken, 400, "BadDeviceToken"),
-    ("token-not-hex", "POST", "/3/device/" + "zz" * 32, hdrs(), BODY, errors.BadDeviceToken, 400, "BadDeviceToken"),
-    ("token-too-long", "POST", "/3/device/" + "ab" * 101, hdrs(), BODY, errors.BadDeviceToken, 400,
-     "BadDeviceToken"),
-    ("token-trailing-slash", "POST", PATH + "/", hdrs(), BODY, errors.BadDeviceToken, 400, "BadDeviceToken"),
-    ("token-non-ascii-digits", "POST", "/3/device/" + "١٢" * 32, hdrs(), BODY, errors.BadDeviceToken, 400,
-     "BadDeviceToken"),
-    ("expiration-negative", "POST", PATH, hdrs(apns_expiration="-1"), BODY, errors.BadExpirationDate, 400,
-     "BadExpirationDate"),
-    ("expiration-not-number", "POST", PATH, hdrs(apns_expiration="tomorrow"), BODY, errors.BadExpirationDate, 400,
-     "BadExpirationDate"),
-    ("expiration-float", "POST", PATH, hdrs(apns_expiration="1.5"), BODY, errors.BadExpirationDate, 400,
-     "BadExpirationDate"),
-    ("expiration-plus-sign", "POST", PATH, hdrs(apns_expiration="+5"), BODY, errors.BadExpirationDate, 400,
-     "BadExpirationDate"),
-    ("expiration-over-int64", "POST", PATH, hdrs(apns_expiration=str(2**63)), BODY, errors.BadExpirationDate, 400,
-     "BadExpirationDate"),
-    ("message-id-not-uuid", "POST", PATH, hdrs(apns_id="not-a-uuid"), BODY, errors.BadMessageId, 400,
-     "BadMessageId"),
-    ("message-id-no-dashes", "POST", PATH, hdrs(apns_id=UUID.replace("-", "")), BODY, errors.BadMessageId, 400,
-     "BadMessageId"),
-    ("message-id-empty", "POST", PATH, hdrs(apns_id=""), BODY, errors.BadMessageId, 400, "BadMessageId"),
-    ("priority-7", "POST", PATH, hdrs(apns_priority="7"), BODY, errors.BadPriority, 400, "BadPriority"),
-    ("priority-leading-zero", "POST", PATH, hdrs(apns_priority="05"), BODY, errors.BadPriority, 400, "BadPriority"),
-    ("priority-background-10", "POST", PATH, hdrs(apns_push_type="background", apns_priority="10"), BODY,
-     errors.BadPriority, 400, "BadPriority"),
-    ("topic-bad-characters", "POST", PATH, hdrs(apns_topic="com.example/app"), BODY, errors.BadTopic, 400,
-     "BadTopic"),
-    ("topic-empty-segment", "POST", PATH, hdrs(apns_topic="com..app"), BODY, errors.BadTopic, 400, "BadTopic"),
-    ("topic-too-long", "POST", PATH, hdrs(apns_topic="a" * 256), BODY, errors.BadTopic, 400, "BadTopic"),
-    ("topic-voip-without-suffix", "POST", PATH, hdrs(apns_push_type="voip"), BODY, errors.BadTopic, 400,
-     "BadTopic"),
-    ("topic-suffix-only", "POST", PATH, hdrs(apns_push_type="complication", apns_topic=".complication"), BODY,
-     errors.BadTopic, 400, "BadTopic"),
-    ("duplicate-topic", "POST", PATH, [*hdrs(), ("apns-topic", TOPIC)], BODY, errors.DuplicateHeaders, 400,
-     "DuplicateHeaders"),
-    ("duplicate-other-header", "POST", PATH, [*hdrs(), ("x-custom", "1"), ("x-custom", "2")], BODY,
-     errors.DuplicateHeaders, 400, "DuplicateHeaders"),
-    ("push-type-unknown", "POST", PATH, hdrs(apns_push_type="sms"), BODY, errors.InvalidPushType, 400,
-     "InvalidPushType"),
-    ("push-type-wrong-case", "POST", PATH, hdrs(apns_push_type="Alert"), BODY, errors.InvalidPushType, 400,
-     "InvalidPushType"),
-    ("push-type-empty", "POST", PATH, hdrs(apns_push_type=""), BODY, errors.InvalidPushType, 400,
-     "InvalidPushType"),
-    ("missing-device-token", "POST", "/3/device/", hdrs(), BODY, errors.MissingDeviceToken, 400,
-     "MissingDeviceToken"),
-    ("missing-topic", "POST", PATH, hdrs(apns_topic=None), BODY, errors.MissingTopic, 400, "MissingTopic"),
-    ("empty-topic", "POST", PATH, hdrs(apns_topic=""), BODY, errors.MissingTopic, 400, "MissingTopic"),
-    ("payload-empty", "POST", PATH, hdrs(), b"", errors.PayloadEmpty, 400, "PayloadEmpty"),
-    ("deliver-at-not-integer", "POST", PATH, hdrs(pushgw_deliver_at="soon"), BODY, errors.BadRequestParams, 400,
-     "BadRequestParams"),
-    ("bad-path-other-api", "POST", "/4/broadcasts/apps/com.example.app", hdrs(), BODY, errors.BadPath, 404,
-     "BadPath"),
-    ("bad-path-no-slash", "POST", "/3/device", hdrs(), BODY, errors.BadPath, 404, "BadPath"),
-    ("bad-path-root", "POST", "/", hdrs(), BODY, errors.BadPath, 404, "BadPath"),
-    ("method-get", "GET", PATH, hdrs(), BODY, errors.MethodNotAllowed, 405, "MethodNotAllowed"),
-    ("method-lowercase-post", "post", PATH, hdrs(), BODY, errors.MethodNotAllowed, 405, "MethodNotAllowed"),
-    ("payload-4097", "POST", PATH, hdrs(), b" " * 4097, errors.PayloadTooLarge, 413, "PayloadTooLarge"),
-    ("payload-voip-5121", "POST", PATH, hdrs(apns_push_type="voip", apns_topic=TOPIC + ".voip"), b" " * 5121,
-     errors.PayloadTooLarge, 413, "PayloadTooLarge"),
-    ("payload-not-json", "POST", PATH, hdrs(), b"hello", errors.BadPayload, 400, "BadRequestPayload"),
-    ("payload-array", "POST", PATH, hdrs(), b"[1]", errors.BadPayload, 400, "BadRequestPayload"),
-    ("payload-aps-string", "POST", PATH, hdrs(), b'{"aps":"hi"}', errors.BadPayload, 400, "BadRequestPayload"),
-    ("payload-badge-string", "POST", PATH, hdrs(), b'{"aps":{"badge":"1"}}', errors.BadPayload, 400,
-     "BadRequestPayload"),
+    case("collapse-id-65-bytes", 400, "BadCollapseId", E.BadCollapseId, headers=hdrs(apns_collapse_id="c" * 65)),
+    case("collapse-id-multibyte", 400, "BadCollapseId", E.BadCollapseId, headers=hdrs(apns_collapse_id="é" * 33)),
+    case("token-odd-length", 400, "BadDeviceToken", E.BadDeviceToken, path=PATH + "a"),
+    case("token-not-hex", 400, "BadDeviceToken", E.BadDeviceToken, path="/3/device/" + "zz" * 32),
+    case("token-too-long", 400, "BadDeviceToken", E.BadDeviceToken, path="/3/device/" + "ab" * 101),
+    case("token-trailing-slash", 400, "BadDeviceToken", E.BadDeviceToken, path=PATH + "/"),
+    case("token-query", 400, "BadDeviceToken", E.BadDeviceToken, path=PATH + "?x=1"),
+    case("token-non-ascii-digits", 400, "BadDeviceToken", E.BadDeviceToken, path="/3/device/" + "\u0661\u0662" * 32),
+    case("expiration-negative", 400, "BadExpirationDate", E.BadExpirationDate, headers=hdrs(apns_expiration="-1")),
+    case("expiration-word", 400, "BadExpirationDate", E.BadExpirationDate, headers=hdrs(apns_expiration="tomorrow")),
+    case("expiration-float", 400, "BadExpirationDate", E.BadExpirationDate, headers=hdrs(apns_expiration="1.5")),
+    case("expiration-plus-sign", 400, "BadExpirationDate", E.BadExpirationDate, headers=hdrs(apns_expiration="+5")),
+    case("expiration-empty", 400, "BadExpirationDate", E.BadExpirationDate, headers=hdrs(apns_expiration="")),
+    case(
+        "expiration-non-ascii-digits",
+        400,
+        "BadExpirationDate",
+        E.BadExpirationDate,
+        headers=hdrs(apns_expiration="\u0661\u0667"),
+    ),
+    case(
+        "expiration-over-int64", 400, "BadExpirationDate", E.BadExpirationDate, headers=hdrs(apns_expiration=str(2**63))
+    ),
+    case("message-id-not-uuid", 400, "BadMessageId", E.BadMessageId, headers=hdrs(apns_id="not-a-uuid")),
+    case("message-id-no-dashes", 400, "BadMessageId", E.BadMessageId, headers=hdrs(apns_id=UUID.replace("-", ""))),
+    case("message-id-empty", 400, "BadMessageId", E.BadMessageId, headers=hdrs(apns_id="")),
+    case("priority-7", 400, "BadPriority", E.BadPriority, headers=hdrs(apns_priority="7")),
+    case("priority-leading-zero", 400, "BadPriority", E.BadPriority, headers=hdrs(apns_priority="05")),
+    case(
+        "priority-background-10",
+        400,
+        "BadPriority",
+        E.BadPriority,
+        headers=hdrs(apns_push_type="background", apns_priority="10"),
+    ),
+    case("topic-bad-characters", 400, "BadTopic", E.BadTopic, headers=hdrs(apns_topic="com.example/app")),
+    case("topic-empty-segment", 400, "BadTopic", E.BadTopic, headers=hdrs(apns_topic="com..app")),
+    case("topic-too-long", 400, "BadTopic", E.BadTopic, headers=hdrs(apns_topic="a" * 256)),
+    case("topic-voip-without-suffix", 400, "BadTopic", E.BadTopic, headers=hdrs(apns_push_type="voip")),
+    case(
+        "topic-suffix-only",
+        400,
+        "BadTopic",
+        E.BadTopic,
+        headers=hdrs(apns_push_type="complication", apns_topic=".complication"),
+    ),
+    case("duplicate-topic", 400, "DuplicateHeaders", E.DuplicateHeaders, headers=[*hdrs(), ("apns-topic", TOPIC)]),
+    case(
+        "duplicate-other-header",
+        400,
+        "DuplicateHeaders",
+        E.DuplicateHeaders,
+        headers=[*hdrs(), ("x-custom", "1"), ("x-custom", "2")],
+    ),
+    case("push-type-unknown", 400, "InvalidPushType", E.InvalidPushType, headers=hdrs(apns_push_type="sms")),
+    case("push-type-wrong-case", 400, "InvalidPushType", E.InvalidPushType, headers=hdrs(apns_push_type="Alert")),
+    case("push-type-empty", 400, "InvalidPushType", E.InvalidPushType, headers=hdrs(apns_push_type="")),
+    case("missing-device-token", 400, "MissingDeviceToken", E.MissingDeviceToken, path="/3/device/"),
+    case("missing-topic", 400, "MissingTopic", E.MissingTopic, headers=hdrs(apns_topic=None)),
+    case("empty-topic", 400, "MissingTopic", E.MissingTopic, headers=hdrs(apns_topic="")),
+    case("payload-empty", 400, "PayloadEmpty", E.PayloadEmpty, body=b""),
+    case("deliver-at-word", 400, "BadRequestParams", E.BadRequestParams, headers=hdrs(pushgw_deliver_at="soon")),
+    case("deliver-at-negative", 400, "BadRequestParams", E.BadRequestParams, headers=hdrs(pushgw_deliver_at="-5")),
+    case("deliver-at-underscore", 400, "BadRequestParams", E.BadRequestParams, headers=hdrs(pushgw_deliver_at="1_0")),
+    case("bad-path-broadcast-api", 404, "BadPath", E.BadPath, path="/4/broadcasts/apps/com.example.app"),
+    case("bad-path-no-slash", 404, "BadPath", E.BadPath, path="/3/device"),
+    case("bad-path-root", 404, "BadPath", E.BadPath, path="/"),
+    case("method-get", 405, "MethodNotAllowed", E.MethodNotAllowed, method="GET"),
+    case("method-lowercase-post", 405, "MethodNotAllowed", E.MethodNotAllowed, method="post"),
+    case("payload-4097", 413, "PayloadTooLarge", E.PayloadTooLarge, body=b" " * 4097),
+    case(
+        "payload-voip-5121",
+        413,
+        "PayloadTooLarge",
+        E.PayloadTooLarge,
+        headers=hdrs(apns_push_type="voip", apns_topic=TOPIC + ".voip"),
+        body=b" " * 5121,
+    ),
+    case("payload-not-json", 400, "BadRequestPayload", E.BadPayload, body=b"hello"),
+    case("payload-array", 400, "BadRequestPayload", E.BadPayload, body=b"[1]"),
+    case("payload-aps-string", 400, "BadRequestPayload", E.BadPayload, body=b'{"aps":"hi"}'),
+    case("payload-badge-string", 400, "BadRequestPayload", E.BadPayload, body=b'{"aps":{"badge":"1"}}'),
 ]
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "headers", "body", "error", "status", "reason"),
-    [case[1:] for case in REJECTED],
-    ids=[case[0] for case in REJECTED],
-)
+@pytest.mark.parametrize(("method", "path", "headers", "body", "error", "status", "reason"), REJECTED)
 def test_rejected_with_exact_status_and_reason(
     method: str,
     path: str,
@@ -117,7 +141,7 @@ def test_rejected_with_exact_status_and_reason(
 
 
 def test_table_covers_every_request_side_reason() -> None:
-    reasons = {case[-1] for case in REJECTED}
+    reasons = {param.values[-1] for param in REJECTED}
     assert reasons >= {
         "BadCollapseId", "BadDeviceToken", "BadExpirationDate", "BadMessageId", "BadPriority", "BadTopic",
         "DuplicateHeaders", "InvalidPushType", "MissingDeviceToken", "MissingTopic", "PayloadEmpty", "BadPath",
