@@ -29,9 +29,11 @@ from msgspec import UNSET, Meta, UnsetType, field
 
 from schemas.errors import BadPayload, PayloadEmpty, PayloadTooLarge
 
-# Apple documents these numeric flags as "number 1"; anything else (including
-# 0 or true) is refused, as in the APNs payload reference.
+# Apple documents these numeric flags as "number 1".  Many server libraries
+# also send 0 to mean "off", which Apple tolerates, so a drop-in gateway must
+# accept 0 too; anything else (true, 2, "1") is refused.
 One = Literal[1]
+Flag = Literal[0, 1]
 
 InterruptionLevel = Literal["passive", "active", "time-sensitive", "critical"]
 LiveActivityEvent = Literal["start", "update", "end"]
@@ -85,8 +87,8 @@ class Aps(msgspec.Struct, frozen=True):
     sound: str | Sound | UnsetType = UNSET
     thread_id: str | UnsetType = field(name="thread-id", default=UNSET)
     category: str | UnsetType = UNSET
-    content_available: One | UnsetType = field(name="content-available", default=UNSET)
-    mutable_content: One | UnsetType = field(name="mutable-content", default=UNSET)
+    content_available: Flag | UnsetType = field(name="content-available", default=UNSET)
+    mutable_content: Flag | UnsetType = field(name="mutable-content", default=UNSET)
     target_content_id: str | UnsetType = field(name="target-content-id", default=UNSET)
     interruption_level: InterruptionLevel | UnsetType = field(name="interruption-level", default=UNSET)
     # 0-1 for notifications but any double for Live Activities: only the type is checked.

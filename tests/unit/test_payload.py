@@ -21,6 +21,7 @@ ACCEPTED = [
     ("sound-string", b'{"aps":{"sound":"default"}}'),
     ("sound-critical", b'{"aps":{"sound":{"critical":1,"name":"alarm.caf","volume":0.5}}}'),
     ("background", b'{"aps":{"content-available":1}}'),
+    ("flags-off", b'{"aps":{"alert":"x","content-available":0,"mutable-content":0}}'),
     ("mutable", b'{"aps":{"alert":"x","mutable-content":1,"category":"C","thread-id":"T","target-content-id":"w"}}'),
     ("interruption-levels", b'{"aps":{"interruption-level":"time-sensitive","relevance-score":0.75}}'),
     ("relevance-any-double", b'{"aps":{"relevance-score":-12.5,"filter-criteria":"work"}}'),
