@@ -258,27 +258,85 @@ class PostgresStore:
             [n.push_type for n in unique], [n.expiration for n in unique],
             [expires_at_s(n, at, self.retention_s) for n in unique], [n.collapse_id for n in unique],
             [n.device_id for n in unique], [n.kind.value for n in unique], [n.deliver_at_ms for n in unique],
-            at, self.backlog_cap,
+            at,
         )  # fmt: skip
         for attempt in range(3):
             try:
-                rows = await self._fetch("accept", *args)
+                async with self._conn() as conn:
+                    results = await self._accept_tx(conn, unique, args, at)
                 break
             except _RETRYABLE:
                 # Another process's batch touched the same rows; ours rolled back whole.
                 if attempt == 2:
                     raise
-        results = [
-            AcceptResult(
-                apns_id=n.apns_id,
-                id=row["r_id"],
-                duplicate=row["r_duplicate"],
-                status=Status(row["r_status"]),
-                collapsed_id=row["r_collapsed_id"],
-            )
-            for n, row in zip(unique, rows, strict=True)
-        ]
         return spread_results(results, where)
+
+    async def _accept_tx(
+        self, conn: Any, unique: Sequence[Notification], args: tuple[Any, ...], at: int
+    ) -> list[AcceptResult]:
+        """One transaction, one WAL flush: insert, then only the steps the batch needs.
+
+        Collapse runs only when a new row has a collapse id; the cap runs for
+        the tokens that got new rows.  Rows are never re-read by id: the
+        INSERT's RETURNING says which rows are new.  Custom plans per
+        statement: a generic plan made while the table was small keeps
+        seq-scanning it as it grows.
+        """
+        await conn.execute("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan")
+        try:
+            inserted = await conn.fetch(Q["accept_insert"], *args)
+            new_id = {(r["app_id"], r["apns_id"]): r["id"] for r in inserted}
+            known: dict[tuple[int, str], tuple[int, str]] = {}
+            if len(new_id) < len(unique):
+                missing = [n for n in unique if (n.app_id, n.apns_id) not in new_id]
+                rows = await conn.fetch(Q["accept_existing"], [n.app_id for n in missing], [n.apns_id for n in missing])
+                known = {(r["app_id"], r["apns_id"]): (r["id"], r["status"]) for r in rows}
+            ended: dict[int, Status] = {}
+            collapsed_by_key: dict[tuple[str, str], list[int]] = {}
+            keep: dict[tuple[str, str], int] = {}
+            tokens: dict[str, None] = {}
+            for n in unique:
+                nid = new_id.get((n.app_id, n.apns_id))
+                if nid is None:
+                    continue
+                tokens[n.token] = None
+                if n.collapse_id is not None:
+                    key = (n.token, n.collapse_id)
+                    keep[key] = max(keep.get(key, 0), nid)
+            if keep:
+                gone = await conn.fetch(
+                    Q["accept_collapse"], [k[0] for k in keep], [k[1] for k in keep], list(keep.values()), at
+                )
+                for r in gone:
+                    ended[r["id"]] = Status.COLLAPSED
+                    collapsed_by_key.setdefault((r["token"], r["collapse_id"]), []).append(r["id"])
+            for r in await conn.fetch(Q["accept_cap"], list(tokens), self.backlog_cap, at):
+                ended[r["id"]] = Status.DROPPED
+            await conn.execute("COMMIT")
+        except BaseException:
+            if not conn.is_closed():
+                with contextlib.suppress(Exception):
+                    await conn.execute("ROLLBACK")
+            raise
+        results = []
+        for n in unique:
+            nid = new_id.get((n.app_id, n.apns_id))
+            if nid is None:
+                old_id, old_status = known[(n.app_id, n.apns_id)]
+                status = ended.get(old_id) or Status(old_status)  # this batch may have collapsed/dropped it
+                results.append(AcceptResult(apns_id=n.apns_id, id=old_id, duplicate=True, status=status))
+                continue
+            collapsed_id = None
+            if n.collapse_id is not None:
+                older = [g for g in collapsed_by_key.get((n.token, n.collapse_id), ()) if g < nid]
+                collapsed_id = max(older) if older else None
+            results.append(
+                AcceptResult(
+                    apns_id=n.apns_id, id=nid, duplicate=False, status=ended.get(nid, Status.PENDING),
+                    collapsed_id=collapsed_id,
+                )
+            )  # fmt: skip
+        return results
 
     async def backlog(
         self, device_id: str, limit: int, after: tuple[int, int] | None = None, now_s: int | None = None
@@ -366,4 +424,3 @@ class PostgresStore:
     async def list_api_keys(self, app_id: int) -> list[ApiKeyRecord]:
         rows = await self._fetch("list_api_keys", app_id)
         return [ApiKeyRecord(**dict(r)) for r in rows]
-

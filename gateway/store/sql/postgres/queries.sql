@@ -204,3 +204,58 @@ FROM webhook_jobs WHERE app_id = $1 AND ($2::text IS NULL OR state = $2) ORDER B
 
 -- name: list_api_keys
 SELECT key_prefix, app_id, created_at_ms FROM api_keys WHERE app_id = $1 ORDER BY created_at_ms;
+
+-- accept_many in one short transaction of plain statements (postgres.py
+-- decides in Python which steps a batch needs).  The caller removes
+-- duplicates inside the batch and computes expires_at_s.
+
+-- name: accept_insert
+-- Insert in input order so ids follow acceptance order; a known
+-- (app_id, apns_id) inserts nothing (idempotency).
+INSERT INTO notifications (apns_id, app_id, token, topic, payload, priority, push_type, expiration,
+                           expires_at_s, collapse_id, device_id, kind, status, accepted_at_ms,
+                           deliver_at_ms, not_before_ms)
+SELECT u.apns_id, u.app_id, u.token, u.topic, u.payload, u.priority, u.push_type, u.expiration,
+       u.expires_at_s, u.collapse_id, u.device_id, u.kind, 'pending', $14::bigint,
+       u.deliver_at_ms, coalesce(u.deliver_at_ms, 0)
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bytea[], $6::smallint[], $7::text[],
+            $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::bigint[])
+     WITH ORDINALITY AS u(apns_id, app_id, token, topic, payload, priority, push_type, expiration,
+                          expires_at_s, collapse_id, device_id, kind, deliver_at_ms, ord)
+ORDER BY u.ord
+ON CONFLICT (app_id, apns_id) DO NOTHING
+RETURNING id, app_id, apns_id;
+
+-- name: accept_existing
+-- The rows a batch found already accepted: their id and status now.
+SELECT n.app_id, n.apns_id, n.id, n.status
+FROM unnest($1::bigint[], $2::text[]) AS u(app_id, apns_id)
+JOIN notifications n ON n.app_id = u.app_id AND n.apns_id = u.apns_id;
+
+-- name: accept_collapse
+-- Per (token, collapse_id) of the batch only the newest pending row survives.
+UPDATE notifications n SET status = 'collapsed', done_at_ms = $4
+FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k(token, collapse_id, keep)
+WHERE n.token = k.token AND n.collapse_id = k.collapse_id AND n.status = 'pending' AND n.id < k.keep
+RETURNING n.id, n.token, n.collapse_id;
+
+-- name: accept_cap
+-- Backlog cap: keep the $2 highest-priority, newest pending rows per token;
+-- the dropped rows' devices learn it through devices.overflow.
+WITH over AS (
+    SELECT x.id FROM unnest($1::text[]) AS t(token), LATERAL (
+        SELECT n.id FROM notifications n
+        WHERE n.token = t.token AND n.status = 'pending'
+        ORDER BY n.priority DESC, n.id DESC
+        OFFSET $2
+    ) x
+), dropped AS (
+    UPDATE notifications n SET status = 'dropped', done_at_ms = $3
+    FROM over WHERE n.id = over.id
+    RETURNING n.id, n.device_id
+), counted AS (
+    UPDATE devices d SET overflow = d.overflow + c.cnt
+    FROM (SELECT device_id, count(*) AS cnt FROM dropped WHERE device_id IS NOT NULL GROUP BY device_id) c
+    WHERE d.device_id = c.device_id
+)
+SELECT id FROM dropped;
