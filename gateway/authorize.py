@@ -11,13 +11,28 @@ few seconds.  Only positive answers are cached: a token issued a moment ago
 must be usable at once, and an unknown token costs one indexed read.  A
 token unregistered in *this* process is invalidated at once
 (``invalidate``); one unregistered elsewhere is seen within ``cache_ttl_s``.
+
+Store reads are the expensive part (a pool acquire, the query, the pool's
+reset on release), so:
+
+* concurrent misses of one token share one read (single flight);
+* at most ``max_concurrent_reads`` reads run at once, so a burst of misses
+  (a batch of 500 new tokens) never drains the store's connection pool and
+  the group commit keeps getting a connection;
+* a token used in the last quarter of its cache life is re-read in the
+  background (refresh ahead), so a steadily used token never makes a request
+  wait for the store.  A cached answer is still never served more than
+  ``cache_ttl_s`` after it was read;
+* ``lookup_many`` resolves a batch's distinct tokens with that bounded
+  concurrency, and ``check`` applies the rules to a record already read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from gateway.store.base import App, DeviceToken, Store
 from schemas.errors import BadDeviceToken, DeviceTokenNotForTopic, Unregistered
@@ -48,6 +63,21 @@ def topic_matches(token_topic: str, topic: str, push_type: str) -> bool:
     return bool(suffix) and topic == token_topic + suffix
 
 
+def check(
+    app: App, record: DeviceToken | None, topic: str, push_type: str, environment: Environment | None
+) -> DeviceToken:
+    """The APNs answer for a token record already read (``None``: unknown token)."""
+    if record is None:
+        raise BadDeviceToken("unknown device token")
+    if environment is not None and record.environment is not environment:
+        raise BadDeviceToken("device token is for the other environment")
+    if record.app_id != app.app_id or not topic_matches(record.topic, topic, push_type):
+        raise DeviceTokenNotForTopic()
+    if not record.active:
+        raise Unregistered(timestamp_ms=record.invalidated_at_ms or 0)
+    return record
+
+
 class TokenResolver:
     def __init__(
         self,
@@ -55,6 +85,8 @@ class TokenResolver:
         cache_ttl_s: float = 5.0,
         *,
         max_entries: int = 100_000,
+        max_concurrent_reads: int = 4,
+        refresh_ahead: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
@@ -62,26 +94,98 @@ class TokenResolver:
         self._max = max_entries
         self._clock = clock
         self._cache: OrderedDict[str, tuple[DeviceToken, float]] = OrderedDict()
+        self._reads = asyncio.Semaphore(max_concurrent_reads)
+        self._max_reads = max_concurrent_reads
+        self._inflight: dict[str, asyncio.Future[DeviceToken | None]] = {}
+        # Refresh a hit whose remaining life is below this many seconds.
+        self._refresh_below = cache_ttl_s * refresh_ahead
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._generation = 0  # bumped by invalidate/clear: a read begun before must not be cached
 
     def invalidate(self, token: str) -> None:
-        self._cache.pop(token.lower(), None)
+        token = token.lower()
+        self._cache.pop(token, None)
+        fut = self._inflight.pop(token, None)
+        if fut is not None:
+            self._generation += 1
 
     def clear(self) -> None:
         self._cache.clear()
+        self._inflight.clear()
+        self._generation += 1
+
+    def _cached(self, token: str, now: float) -> DeviceToken | None:
+        hit = self._cache.get(token)
+        if hit is None:
+            return None
+        if hit[1] <= now:
+            del self._cache[token]
+            return None
+        if hit[1] - now < self._refresh_below and token not in self._inflight and len(self._inflight) < self._max_reads:
+            self._read(token)  # refresh ahead; the entry stays usable meanwhile
+        return hit[0]
+
+    def _read(self, token: str) -> asyncio.Future[DeviceToken | None]:
+        """One store read per token at a time; concurrent callers share it."""
+        fut = self._inflight.get(token)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._inflight[token] = fut
+            task = asyncio.get_running_loop().create_task(self._fetch(token, fut))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return fut
+
+    async def _fetch(self, token: str, fut: asyncio.Future[DeviceToken | None]) -> None:
+        generation = self._generation
+        try:
+            async with self._reads:
+                started = self._clock()
+                record = await self._store.get_token(token)
+        except BaseException as exc:
+            if self._inflight.get(token) is fut:
+                del self._inflight[token]
+            if isinstance(exc, asyncio.CancelledError):
+                fut.cancel()
+                raise
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: a refresh nobody awaits must not warn
+            return
+        if self._inflight.get(token) is fut:
+            del self._inflight[token]
+            if record is not None and self._ttl > 0 and generation == self._generation:
+                # TTL counted from before the read: never served staler than cache_ttl_s.
+                self._cache[token] = (record, started + self._ttl)
+                self._cache.move_to_end(token)
+                if len(self._cache) > self._max:
+                    self._cache.popitem(last=False)  # oldest insertion first: bounded memory
+        if not fut.done():
+            fut.set_result(record)
 
     async def _record(self, token: str) -> DeviceToken | None:
-        now = self._clock()
-        hit = self._cache.get(token)
+        hit = self._cached(token, self._clock())
         if hit is not None:
-            if hit[1] > now:
-                return hit[0]
-            del self._cache[token]
-        record = await self._store.get_token(token)
-        if record is not None and self._ttl > 0:
-            self._cache[token] = (record, now + self._ttl)
-            if len(self._cache) > self._max:
-                self._cache.popitem(last=False)  # oldest insertion first: bounded memory
-        return record
+            return hit
+        return await asyncio.shield(self._read(token))
+
+    async def lookup_many(self, tokens: Iterable[str]) -> dict[str, DeviceToken | None]:
+        """Records of already-normalized tokens, each distinct token read once,
+        at most ``max_concurrent_reads`` reads at a time."""
+        now = self._clock()
+        out: dict[str, DeviceToken | None] = {}
+        missing: list[str] = []
+        for token in tokens:
+            if token in out:
+                continue
+            hit = self._cached(token, now)
+            out[token] = hit
+            if hit is None:
+                missing.append(token)
+        if missing:
+            records = await asyncio.gather(*(asyncio.shield(self._read(t)) for t in missing))
+            out.update(zip(missing, records, strict=True))
+        return out
 
     async def resolve(
         self, app: App, token: str, topic: str, push_type: str, environment: Environment | None = None
@@ -92,12 +196,4 @@ class TokenResolver:
         given, a token of the other environment is BadDeviceToken, as at Apple.
         """
         record = await self._record(normalize_token(token))
-        if record is None:
-            raise BadDeviceToken("unknown device token")
-        if environment is not None and record.environment is not environment:
-            raise BadDeviceToken("device token is for the other environment")
-        if record.app_id != app.app_id or not topic_matches(record.topic, topic, push_type):
-            raise DeviceTokenNotForTopic()
-        if not record.active:
-            raise Unregistered(timestamp_ms=record.invalidated_at_ms or 0)
-        return record
+        return check(app, record, topic, push_type, environment)

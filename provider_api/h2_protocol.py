@@ -60,12 +60,20 @@ JSON_CT = (b"content-type", b"application/json")
 class _AdmissionFreeH2(H2Connection):
     """h2 without its fatal inbound stream limit (we refuse streams ourselves)."""
 
+    _prune_every = 64
+    _calls = 0
+
     @property
     def open_inbound_streams(self) -> int:
-        # Calling the parent still prunes closed streams from ``streams``,
-        # which h2 does only in this accessor; reporting 0 disables the
-        # TooManyStreamsError connection error in _receive_headers_frame.
-        super().open_inbound_streams  # noqa: B018
+        # Reporting 0 disables the TooManyStreamsError connection error in
+        # _receive_headers_frame.  The parent's accessor also prunes closed
+        # streams from ``streams`` by walking all of them, which h2 does on
+        # every HEADERS frame (O(open streams) per request); pruning every
+        # 64th call keeps memory bounded at a fraction of the cost.
+        self._calls += 1
+        if self._calls >= self._prune_every:
+            self._calls = 0
+            super().open_inbound_streams  # noqa: B018
         return 0
 
 
@@ -107,7 +115,12 @@ class H2ServerConnection:
     def __init__(self, *, max_streams: int, max_body: int, max_header_list: int = MAX_HEADER_LIST_SIZE) -> None:
         self.max_streams = max_streams
         self.max_body = max_body
-        self.h2 = _AdmissionFreeH2(H2Configuration(client_side=False, header_encoding=None))
+        # Our own response headers are well-formed lowercase bytes: h2's outbound
+        # validation and normalisation would only re-check them per response.
+        config = H2Configuration(
+            client_side=False, header_encoding=None, validate_outbound_headers=False, normalize_outbound_headers=False
+        )
+        self.h2 = _AdmissionFreeH2(config)
         self._max_header_list = max_header_list
         self._advertised = 1
         self.authenticated = False

@@ -18,16 +18,15 @@ User and channel sends generate one fresh apns-id per token.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import msgspec
 from aiohttp import web
 
-from gateway.authorize import topic_matches
+from gateway.authorize import check, normalize_token, topic_matches
 from gateway.store.base import App, DeviceToken
 from provider_api.rest_errors import RestContext, app_of, context, json_response
-from provider_api.submit import build_notification, new_apns_id
+from provider_api.submit import build_notification, new_apns_id, notification_for
 from schemas.apns import DELIVER_AT_HEADER, DEVICE_PATH, ApnsHeaders, validate_headers
 from schemas.errors import DeviceTokenNotForTopic, Gone, PushgwError, TooManyRequests, TopicDisallowed, Unregistered
 from schemas.notification import AcceptResult, Notification
@@ -143,17 +142,40 @@ async def send_batch(request: web.Request) -> web.Response:
     await ctx.limits.check_app(app.app_id)
     raws = decode_batch(await request.read())
     results: list[ItemResult | None] = [None] * len(raws)
-
-    async def prepare(i: int, raw: msgspec.Raw) -> Notification | None:
+    # Pass 1: every item's fields, payload and token syntax (no I/O), in the
+    # order a single send checks them.
+    valid: list[tuple[int, ApnsHeaders, bytes, str]] = []
+    for i, raw in enumerate(raws):
         try:
-            return await _prepare(ctx, app, decode(bytes(raw), SendRequest))
+            req = decode(bytes(raw), SendRequest)
+            h = _validate(app, req.token, req.topic, req)
+            payload = _payload(req.payload, h.push_type)
+            valid.append((i, h, payload, normalize_token(h.token)))
         except PushgwError as err:
-            if err.status >= 500:
-                raise  # the store is down: the whole batch is refused, nothing accepted
             results[i] = _failed(err, index=i)
-            return None
-
-    prepared = await asyncio.gather(*(prepare(i, raw) for i, raw in enumerate(raws)))
+    # Pass 2: each distinct token read once, with bounded concurrency (a
+    # StoreUnavailable here refuses the whole batch: nothing accepted).
+    records = await ctx.core.resolver.lookup_many(t for _, _, _, t in valid)
+    # Pass 3: the token rules, then the notifications.
+    prepared: list[Notification | None] = [None] * len(raws)
+    for i, h, payload, token in valid:
+        try:
+            record = check(app, records[token], h.topic, h.push_type, None)
+        except PushgwError as err:
+            results[i] = _failed(err, index=i)
+            continue
+        prepared[i] = notification_for(
+            app,
+            record,
+            topic=h.topic,
+            payload=payload,
+            apns_id=h.apns_id,
+            priority=h.priority,
+            push_type=h.push_type,
+            expiration=h.expiration,
+            collapse_id=h.collapse_id,
+            deliver_at_ms=h.deliver_at_ms,
+        )
     index = [i for i, n in enumerate(prepared) if n is not None]
     outcomes = await _accept_allowed(ctx, [n for n in prepared if n is not None])
     for i, outcome in zip(index, outcomes, strict=True):

@@ -74,6 +74,34 @@ async def build_notification(
     environments).
     """
     record = await core.resolver.resolve(app, token, topic, push_type, environment)
+    return notification_for(
+        app,
+        record,
+        topic=topic,
+        payload=payload,
+        apns_id=apns_id,
+        priority=priority,
+        push_type=push_type,
+        expiration=expiration,
+        collapse_id=collapse_id,
+        deliver_at_ms=deliver_at_ms,
+    )
+
+
+def notification_for(
+    app: App,
+    record: DeviceToken,
+    *,
+    topic: str,
+    payload: bytes,
+    apns_id: str | None = None,
+    priority: int = 10,
+    push_type: str = "alert",
+    expiration: int | None = None,
+    collapse_id: str | None = None,
+    deliver_at_ms: int | None = None,
+) -> Notification:
+    """The Notification to a token record already resolved (and checked)."""
     return Notification(
         apns_id=apns_id or new_apns_id(),
         app_id=app.app_id,
