@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from typing import Any
 
 import asyncpg
 import uvloop
@@ -38,7 +39,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cfg(dsn: str, redis: str, port: int):  # type: ignore[no-untyped-def]
+def _cfg(dsn: str, redis: str, port: int) -> Any:
     from gateway.config import Config
 
     return Config(database_url=dsn, redis_url=redis, http2_port=port, h2_max_concurrent_streams=1000)
@@ -68,7 +69,7 @@ async def _seed(dsn: str, redis: str) -> str:
         await core.close()
 
 
-def _serve(dsn: str, redis: str, port: int, ready: mp.Event, stop: mp.Event) -> None:  # type: ignore[valid-type]
+def _serve(dsn: str, redis: str, port: int, ready: Any, stop: Any) -> None:
     async def run() -> None:
         from gateway.runtime import Core
         from provider_api.h2_server import H2Listener
