@@ -85,7 +85,7 @@ class TokenResolver:
         cache_ttl_s: float = 5.0,
         *,
         max_entries: int = 100_000,
-        max_concurrent_reads: int = 4,
+        max_concurrent_reads: int = 6,
         refresh_ahead: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
