@@ -163,18 +163,21 @@ class GatewayProcess:
         if "worker" in self.roles:
             from feedback.webhooks import WebhookWorker
             from gateway.apns_bridge.sender import BridgeSender
-            from gateway.workers import Maintenance
+            from gateway.workers import Maintenance, RouteRepair
 
             maint = Maintenance(core.store, retention_s=cfg.retention_s)
             maint.start()
             self._stoppers.insert(0, maint.stop)
+            repair = RouteRepair(core.store, core.engine)
+            repair.start()
+            self._stoppers.insert(0, repair.stop)
             bridge = BridgeSender(cfg, core.store)
             await bridge.start()
             self._stoppers.insert(0, bridge.stop)
             hooks = WebhookWorker(core.store)
             await hooks.start()
             self._stoppers.insert(0, hooks.stop)
-            self._lines.append("  worker: expiry sweeper, retention, APNs bridge, webhooks")
+            self._lines.append("  worker: expiry sweeper, retention, route repair, APNs bridge, webhooks")
 
     def describe(self) -> list[str]:
         return list(self._lines)
@@ -216,9 +219,9 @@ async def _with_store(cfg: Config, fn: Any) -> Any:
 
 
 def _admin(args: argparse.Namespace, cfg: Config) -> int:
-    from gateway import admin_ops
-
     import uvloop
+
+    from gateway import admin_ops
 
     if args.command == "team":
         out = uvloop.run(_with_store(cfg, lambda s: admin_ops.create_team(s, args.team_id, args.name)))

@@ -66,6 +66,7 @@ class DeliveryEngine:
         self._presence = presence
         self._clock_ms = clock_ms
         self._queue: list[StoredNotification] = []
+        self._rings: set[str] = set()  # devices whose shard should re-drain
         self._router: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -93,7 +94,13 @@ class DeliveryEngine:
     def _after_commit(self, n: Notification, result: AcceptResult) -> None:
         if result.duplicate:
             DUPLICATES.inc()
-            return  # the original was (or is being) routed; never twice
+            # A provider retries after a lost answer: the original may have been
+            # committed by a process that died before routing it.  If it is still
+            # pending, ring the device's shard to re-drain it from the store (never
+            # a second copy: the shard and the SDK dedupe by id).
+            if result.status is Status.PENDING and n.kind is TokenKind.LOCAL and n.device_id is not None:
+                self.ring_devices([n.device_id])
+            return
         ACCEPTED.inc()
         if result.status is not Status.PENDING:
             return  # settled at once (e.g. dropped by the backlog cap): nothing to deliver
@@ -106,8 +113,18 @@ class DeliveryEngine:
 
     def _enqueue(self, sn: StoredNotification) -> None:
         if self._closed or len(self._queue) >= MAX_ROUTE_QUEUE:
-            return  # pending in the store: drained on (re)connect
+            return  # pending in the store: the route repair or the next drain delivers it
         self._queue.append(sn)
+        self._wake_router()
+
+    def ring_devices(self, device_ids: Sequence[str]) -> None:
+        """Ask the shards holding these devices to re-drain them from the store."""
+        if self._closed:
+            return
+        self._rings.update(device_ids)
+        self._wake_router()
+
+    def _wake_router(self) -> None:
         if self._router is None or self._router.done():
             # Started on the next loop iteration: every row committed in this
             # tick (one group commit wakes all its callers at once) joins it.
@@ -116,14 +133,24 @@ class DeliveryEngine:
     # -- routing ------------------------------------------------------------------
 
     async def _route_loop(self) -> None:
-        while self._queue:
+        while self._queue or self._rings:
             batch = self._queue[:ROUTE_BATCH]
             del self._queue[:ROUTE_BATCH]
+            rings = list(self._rings)[:ROUTE_BATCH]
+            self._rings.difference_update(rings)
             try:
-                await self._route(batch)
-            except Exception as exc:  # Redis or store trouble: the drain repairs it
+                if batch:
+                    await self._route(batch)
+                if rings:
+                    await self._ring(rings)
+            except Exception as exc:  # Redis or store trouble: the route repair retries it
                 ROUTE_ERRORS.inc()
-                log.warning("routing %d notifications failed: %s", len(batch), exc)
+                log.warning("routing %d notifications failed: %s", len(batch) + len(rings), exc)
+
+    async def _ring(self, device_ids: list[str]) -> None:
+        for device_id, entry in zip(device_ids, await self._presence.lookup(device_ids), strict=True):
+            if entry is not None:
+                self.ring(entry.shard_id, device_id)
 
     async def _route(self, batch: list[StoredNotification]) -> None:
         device_ids = list({sn.device_id for sn in batch if sn.device_id is not None})

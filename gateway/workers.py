@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -60,6 +61,76 @@ class Maintenance:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="pushgw-maintenance")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+
+REPAIRED = Counter("pushgw_worker_route_repairs_total", "Devices whose shard was rung by the route repair")
+
+
+class RouteRepair:
+    """Rings the shards of connected devices whose pending rows may never have
+    been routed.
+
+    Routing happens after the commit, in the accepting process.  If that
+    process dies between the commit and the publish, or a doorbell is lost
+    (Redis restart, full route queue), the row is safely pending but a device
+    that stays connected would not see it until it reconnects.  Every
+    ``interval_s`` this scans the rows accepted in the previous window, ending
+    ``delay_ms`` ago (time for normal routing and the ack), and asks the
+    engine to ring those devices' shards; a shard re-drains from the store and
+    drops what it already has in flight, so a ring never duplicates.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        engine: Any,
+        *,
+        delay_ms: int = 2000,
+        interval_s: float = 1.0,
+        lookback_ms: int = 300_000,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.delay_ms = delay_ms
+        self.interval_s = interval_s
+        self.lookback_ms = lookback_ms  # first scan after start covers a recent crash
+        self._scanned_to_ms: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def scan_once(self, now_ms: int | None = None) -> int:
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        to_ms = now_ms - self.delay_ms
+        from_ms = self._scanned_to_ms if self._scanned_to_ms is not None else to_ms - self.lookback_ms
+        if to_ms <= from_ms:
+            return 0
+        devices = await self.store.pending_devices(from_ms, to_ms)
+        if devices:
+            self.engine.ring_devices(devices)
+            REPAIRED.inc(len(devices))
+        self._scanned_to_ms = to_ms
+        return len(devices)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.scan_once()
+            except StoreUnavailable:
+                log.warning("route repair: store unavailable; retrying")
+            except Exception:
+                log.exception("route repair failed")
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="pushgw-route-repair")
 
     async def stop(self) -> None:
         if self._task:

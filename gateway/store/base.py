@@ -184,6 +184,10 @@ class Store(Protocol):
     async def discard(self, ids: Sequence[int]) -> int:
         """apns-expiration 0 to an absent device: pending -> discarded."""
 
+    async def pending_devices(self, accepted_from_ms: int, accepted_to_ms: int, limit: int = 10_000) -> list[str]:
+        """Devices with pending local rows accepted in [from, to): the route
+        repair rings their shards in case the doorbell was lost."""
+
     async def expire_due(self, now_s: int, limit: int = 10_000) -> int:
         """Sweeper: pending rows whose expiration passed become expired."""
 

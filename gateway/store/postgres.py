@@ -370,6 +370,10 @@ class PostgresStore:
     async def discard(self, ids: Sequence[int]) -> int:
         return await self._execute("discard", list(ids), now_ms())
 
+    async def pending_devices(self, accepted_from_ms: int, accepted_to_ms: int, limit: int = 10_000) -> list[str]:
+        rows = await self._fetch("pending_devices", accepted_from_ms, accepted_to_ms, limit)
+        return [r["device_id"] for r in rows]
+
     async def expire_due(self, now_s: int, limit: int = 10_000) -> int:
         return await self._execute("expire_due", now_s, limit, now_s * 1000)
 

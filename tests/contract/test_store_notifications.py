@@ -187,3 +187,19 @@ async def test_durable_across_reopen(world: World, store_factory: Any) -> None:
         assert (await reopened.get_token(world.token)) is not None
     finally:
         await reopened.close()
+
+
+async def test_pending_devices_by_acceptance_window(world: World) -> None:
+    store = world.store
+    t0 = int(time.time() * 1000)
+    pending = await store.accept(world.note())
+    acked = await store.accept(world.note())
+    await store.mark_delivered(world.device.device_id, [acked.id])
+    t1 = int(time.time() * 1000) + 1
+    assert await store.pending_devices(t0 - 1000, t1) == [world.device.device_id]
+    # outside the window: nothing
+    assert await store.pending_devices(t1, t1 + 60_000) == []
+    assert await store.pending_devices(t0 - 60_000, t0 - 1000) == []
+    # once nothing of the device is pending any more, it is not listed
+    await store.mark_delivered(world.device.device_id, [pending.id])
+    assert await store.pending_devices(t0 - 1000, t1) == []

@@ -187,7 +187,7 @@ class Cluster:
             for n in range(shards)
         ]  # fmt: skip
         self.worker = Role("worker", ["worker", "--rest-port", str(self.rest + 9)], environ, self.rest + 9, log_dir)
-        self.with_worker = worker  # local-token delivery does not involve the worker; it costs start-up CPU
+        self.with_worker = worker
         self.api_key = ""
         self.devices: list[Device] = []
 

@@ -17,6 +17,7 @@ TABLES = {
 INDEXES = {
     "notifications_backlog", "notifications_token_pending", "notifications_collapse", "notifications_expiry",
     "notifications_relay", "notifications_purge", "tokens_device", "feedback_app", "webhook_jobs_due",
+    "notifications_pending_accepted",
 }  # fmt: skip
 
 
@@ -36,7 +37,7 @@ async def test_postgres_schema_and_idempotent_reopen(pg_dsn: str) -> None:
     assert TABLES <= tables
     assert INDEXES <= set(indexes)
     assert "WHERE" in indexes["notifications_backlog"] and "priority DESC" in indexes["notifications_backlog"]
-    assert versions == [m.version for m in migrations("postgres")] == [1, 2]
+    assert versions == [m.version for m in migrations("postgres")] == [1, 2, 3]
     assert has_fn == 1
 
 
@@ -62,6 +63,6 @@ async def test_sqlite_schema_and_idempotent_reopen(sqlite_path: str) -> None:
         db.close()
     assert TABLES <= tables
     assert INDEXES <= set(indexes)
-    assert versions == [m.version for m in migrations("sqlite")] == [1]
+    assert versions == [m.version for m in migrations("sqlite")] == [1, 2]
     assert journal == "wal"
     assert "notifications_backlog" in plan

@@ -259,3 +259,9 @@ WITH over AS (
     WHERE d.device_id = c.device_id
 )
 SELECT id FROM dropped;
+
+-- name: pending_devices
+SELECT DISTINCT device_id FROM notifications
+WHERE status = 'pending' AND kind = 'local' AND device_id IS NOT NULL
+  AND accepted_at_ms >= $1 AND accepted_at_ms < $2
+LIMIT $3;

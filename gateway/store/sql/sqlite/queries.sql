@@ -226,3 +226,9 @@ UPDATE notifications SET status = 'dropped', done_at_ms = ?2 WHERE id = ?1;
 
 -- name: add_overflow
 UPDATE devices SET overflow = overflow + ?2 WHERE device_id = ?1;
+
+-- name: pending_devices
+SELECT DISTINCT device_id FROM notifications
+WHERE status = 'pending' AND kind = 'local' AND device_id IS NOT NULL
+  AND accepted_at_ms >= ?1 AND accepted_at_ms < ?2
+LIMIT ?3;

@@ -1,0 +1,5 @@
+-- Route repair: find connected devices whose pending rows were accepted a
+-- moment ago but may never have been routed (the API died between commit
+-- and publish, or a doorbell was lost).  Scanned by acceptance time window.
+CREATE INDEX IF NOT EXISTS notifications_pending_accepted ON notifications (accepted_at_ms)
+    WHERE status = 'pending' AND kind = 'local';
