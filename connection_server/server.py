@@ -8,6 +8,11 @@ is read, a notification committed meanwhile is either found by the router
 
 Pub/sub is only a doorbell: whenever the subscription is (re)established the
 shard re-drains every session it holds.
+
+Memory per socket (about 9 KiB idle; a plain websockets server is about 15):
+keepalive pings come from one shard-wide loop, not websockets' task per
+connection; the handshake headers are dropped once the socket is open; the
+handler reads with ``recv()`` in a loop (no async generator per socket).
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -36,7 +43,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pushgw.shard")
 
+#: Store calls in flight per shard (authenticate, drain pages, ack flushes).
+#: Below the store's pool (10 connections by default): a reconnect storm of
+#: thousands of devices then queues here instead of timing out on the pool
+#: (which answered "PostgreSQL unavailable" and closed the sockets 1011).
+STORE_CONCURRENCY = 8
+
 CONNECT_PATH = "/v1/connect"
+
+#: Replaces each connection's handshake headers once the handshake is done.
+#: websockets keeps ``request`` and ``response`` (and its frame parser keeps
+#: the request) for the connection's lifetime: ~3 KiB of headers per socket
+#: that nothing reads again.  ``request`` itself must stay non-None:
+#: websockets takes the first event of a connection whose ``request`` is None
+#: for the handshake.
+_NO_HEADERS = Headers()
 
 
 class _Conn:
@@ -63,6 +84,7 @@ class ShardServer:
         self._server: Server | None = None
         self._stopping = False
         self._need_repair = False  # presence may be lost: re-claim, then re-drain
+        self._store_gate = asyncio.Semaphore(STORE_CONCURRENCY)
         # A device that does not read lets frames pile up in the kernel and then
         # in the transport; past this bound it is closed as too slow.
         self._write_cap = max(256 * 1024, cfg.drain_window * cfg.ws_max_frame)
@@ -79,8 +101,9 @@ class ShardServer:
             max_size=cfg.ws_max_frame,
             max_queue=4,
             write_limit=16 * 1024,
-            ping_interval=cfg.ws_ping_interval_s,
-            ping_timeout=cfg.ws_ping_timeout_s,
+            # Keepalive is one shard-wide loop (_keepalive_loop), not websockets'
+            # task per connection (a task and its frames cost ~1.5 KiB each).
+            ping_interval=None,
             close_timeout=2,
             process_request=_check_path,
         )
@@ -90,6 +113,8 @@ class ShardServer:
             asyncio.create_task(self._ack_loop(), name="shard-acks"),
             asyncio.create_task(self._presence_loop(), name="shard-presence"),
         ]
+        if cfg.ws_ping_interval_s:
+            self._loops.append(asyncio.create_task(self._keepalive_loop(), name="shard-keepalive"))
 
     async def stop(self) -> None:
         """Clean shutdown: reconnect hint, presence released, close 1012."""
@@ -128,6 +153,12 @@ class ShardServer:
         if self._stopping:
             await ws.close(Close.SERVICE_RESTART, "server restart")
             return
+        if ws.request is not None:
+            ws.request.headers = _NO_HEADERS
+        ws.response = None
+        # Only used while writes are paused (append/remove/iterate): an empty
+        # list is 56 bytes, an empty deque 624.
+        ws.drain_waiters = cast("deque[asyncio.Future[None]]", [])
         conn = _Conn(ws, s.Session(self.cfg.drain_window))
         try:
             try:
@@ -137,7 +168,8 @@ class ShardServer:
                 self._apply(conn, conn.session.hello_timeout())
                 return
             await self._run(conn, conn.session.receive(first))
-            async for data in ws:
+            while True:  # not ``async for``: its async generator is ~260 bytes per socket
+                data = await ws.recv()
                 await self._run(conn, conn.session.receive(data))
         except ConnectionClosed:
             pass
@@ -169,8 +201,9 @@ class ShardServer:
 
     async def _authenticate(self, conn: _Conn, a: s.Authenticate) -> None:
         core, cfg, sess = self.core, self.cfg, conn.session
-        device = await core.store.authenticate_device(a.device_id, a.secret)
-        app = await core.store.get_app(device.app_id) if device is not None else None
+        async with self._store_gate:
+            device = await core.store.authenticate_device(a.device_id, a.secret)
+            app = await core.store.get_app(device.app_id) if device is not None else None
         if device is None or app is None:
             self._apply(conn, sess.auth_failed())
             return
@@ -181,7 +214,8 @@ class ShardServer:
             self._apply(older, older.session.kick(epoch))
         if replaced is not None and replaced.shard_id != cfg.shard_id:
             await core.engine.kick(device.device_id, replaced, epoch)
-        overflow = await core.store.take_overflow(device.device_id)
+        async with self._store_gate:
+            overflow = await core.store.take_overflow(device.device_id)
         self._apply(conn, sess.authenticated(app.bundle_id, epoch, cfg.ws_ping_interval_s, cfg.ws_max_frame, overflow))
 
     def _apply(self, conn: _Conn, actions: Sequence[s.Action]) -> None:
@@ -211,7 +245,8 @@ class ShardServer:
             while (a := conn.drain_next) is not None:
                 conn.drain_next = None
                 try:
-                    rows = await self.core.store.backlog(sess.device_id, a.limit, a.after, int(time.time()))
+                    async with self._store_gate:
+                        rows = await self.core.store.backlog(sess.device_id, a.limit, a.after, int(time.time()))
                 except PushgwError as exc:
                     log.warning("drain of %s failed: %s", sess.device_id, exc)
                     sess.drain_failed()
@@ -309,7 +344,8 @@ class ShardServer:
         if not ids:
             return
         try:
-            await self.core.store.mark_delivered(sess.device_id, ids, _now_ms())
+            async with self._store_gate:
+                await self.core.store.mark_delivered(sess.device_id, ids, _now_ms())
         except Exception as exc:  # the rows stay pending: redelivered, deduped by the SDK
             log.warning("ack flush for %s failed: %s", sess.device_id, exc)
             if sess.phase == s.Phase.OPEN:
@@ -330,6 +366,31 @@ class ShardServer:
                 # Redis may lose its data while we cannot reach it: repair when it is back.
                 log.warning("presence refresh failed: %s", exc)
                 self._need_repair = True
+
+    async def _keepalive_loop(self) -> None:
+        """Ping every open session each interval; close those whose pong has not
+        come back within the timeout (1011, as websockets' own keepalive)."""
+        interval, timeout = self.cfg.ws_ping_interval_s, self.cfg.ws_ping_timeout_s
+        while True:
+            await asyncio.sleep(max(interval - timeout, 0.1) if timeout else interval)
+            waiting: list[tuple[_Conn, asyncio.Future[float]]] = []
+            for conn in list(self._conns.values()):
+                if conn.session.phase != s.Phase.OPEN:
+                    continue
+                try:
+                    waiting.append((conn, cast("asyncio.Future[float]", await conn.ws.ping())))
+                except Exception:  # closing or closed: the handler cleans up
+                    continue
+            if not timeout:
+                continue
+            await asyncio.sleep(timeout)
+            for conn, pong in waiting:
+                if pong.done():
+                    if not pong.cancelled():
+                        pong.exception()  # retrieve it: no "never retrieved" log
+                elif conn.session.phase == s.Phase.OPEN:
+                    pong.cancel()
+                    self._spawn(conn.ws.close(1011, "keepalive ping timeout"))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
