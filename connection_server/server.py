@@ -371,8 +371,10 @@ class ShardServer:
         """Ping every open session each interval; close those whose pong has not
         come back within the timeout (1011, as websockets' own keepalive)."""
         interval, timeout = self.cfg.ws_ping_interval_s, self.cfg.ws_ping_timeout_s
+        # The first round a whole interval after start-up (as websockets' own
+        # keepalive after a connect), not in the middle of a reconnect storm.
+        await asyncio.sleep(interval)
         while True:
-            await asyncio.sleep(max(interval - timeout, 0.1) if timeout else interval)
             waiting: list[tuple[_Conn, asyncio.Future[float]]] = []
             for conn in list(self._conns.values()):
                 if conn.session.phase != s.Phase.OPEN:
@@ -381,16 +383,15 @@ class ShardServer:
                     waiting.append((conn, cast("asyncio.Future[float]", await conn.ws.ping())))
                 except Exception:  # closing or closed: the handler cleans up
                     continue
-            if not timeout:
-                continue
-            await asyncio.sleep(timeout)
+            if timeout:
+                await asyncio.sleep(timeout)
             for conn, pong in waiting:
                 if pong.done():
                     if not pong.cancelled():
                         pong.exception()  # retrieve it: no "never retrieved" log
-                elif conn.session.phase == s.Phase.OPEN:
-                    pong.cancel()
+                elif conn.session.phase == s.Phase.OPEN:  # websockets settles the pong on close
                     self._spawn(conn.ws.close(1011, "keepalive ping timeout"))
+            await asyncio.sleep(max(interval - timeout, 0.1) if timeout else interval)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
