@@ -25,14 +25,49 @@ SWEPT = Counter("pushgw_worker_expired_total", "Pending notifications marked exp
 PURGED = Counter("pushgw_worker_purged_total", "Terminal notifications deleted by retention")
 
 
-class Maintenance:
-    """Runs ``sweep_once`` every ``interval_s`` until stopped."""
+class _Periodic:
+    """Runs ``tick()`` every ``interval_s`` until stopped; a failing tick is
+    logged and retried, never allowed to end the loop."""
+
+    name = "periodic"
+    interval_s: float
+    _task: asyncio.Task[None] | None = None
+
+    async def tick(self) -> None:
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except StoreUnavailable:
+                log.warning("%s: store unavailable; retrying", self.name)
+            except Exception:  # a bug must not kill the worker loop
+                log.exception("%s failed", self.name)
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"pushgw-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+
+class Maintenance(_Periodic):
+    """The expiry sweeper and retention purge, every ``interval_s``."""
+
+    name = "maintenance"
 
     def __init__(self, store: Store, *, retention_s: int, interval_s: float = 5.0) -> None:
         self.store = store
         self.retention_s = retention_s
         self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
 
     async def sweep_once(self, now_ms: int | None = None) -> tuple[int, int]:
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
@@ -49,33 +84,14 @@ class Maintenance:
         PURGED.inc(purged)
         return expired, purged
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except StoreUnavailable:
-                log.warning("sweeper: store unavailable; retrying")
-            except Exception:  # a bug must not kill the worker loop
-                log.exception("sweeper failed")
-            await asyncio.sleep(self.interval_s)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="pushgw-maintenance")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+    async def tick(self) -> None:
+        await self.sweep_once()
 
 
 REPAIRED = Counter("pushgw_worker_route_repairs_total", "Devices whose shard was rung by the route repair")
 
 
-class RouteRepair:
+class RouteRepair(_Periodic):
     """Rings the shards of connected devices whose pending rows may never have
     been routed.
 
@@ -88,6 +104,8 @@ class RouteRepair:
     engine to ring those devices' shards; a shard re-drains from the store and
     drops what it already has in flight, so a ring never duplicates.
     """
+
+    name = "route-repair"
 
     def __init__(
         self,
@@ -104,7 +122,6 @@ class RouteRepair:
         self.interval_s = interval_s
         self.lookback_ms = lookback_ms  # first scan after start covers a recent crash
         self._scanned_to_ms: int | None = None
-        self._task: asyncio.Task[None] | None = None
 
     async def scan_once(self, now_ms: int | None = None) -> int:
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
@@ -119,24 +136,5 @@ class RouteRepair:
         self._scanned_to_ms = to_ms
         return len(devices)
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.scan_once()
-            except StoreUnavailable:
-                log.warning("route repair: store unavailable; retrying")
-            except Exception:
-                log.exception("route repair failed")
-            await asyncio.sleep(self.interval_s)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="pushgw-route-repair")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+    async def tick(self) -> None:
+        await self.scan_once()

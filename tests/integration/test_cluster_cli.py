@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,32 +18,10 @@ import time
 import aiohttp
 
 from connection_server.client import DeviceClient
+from tests.fault.support import port_block
 
 TEAM = "CLUSTERT01"
 BUNDLE = "com.example.cluster"
-
-
-def _port_block(size: int) -> int:
-    """A base port with ``size`` consecutive free ports above it."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + size >= 65000:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + size):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port block")
 
 
 def _cli(env: dict[str, str], *args: str) -> dict:  # type: ignore[type-arg]
@@ -67,7 +44,7 @@ async def _wait_ready(url: str, deadline_s: float = 30) -> None:
 
 
 async def test_cluster_command_runs_the_topology(pg_dsn: str, redis_url: str) -> None:
-    base = _port_block(14)
+    base = port_block(14)
     rest, ws, h2 = base, base + 2, base + 13
     env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHGW_")}
     env.update(PUSHGW_DATABASE_URL=pg_dsn, PUSHGW_REDIS_URL=redis_url)
