@@ -236,11 +236,13 @@ def _admin(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "device":
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["device", "simulate"]:
+        # The simulator owns its options; argparse's REMAINDER would reject them.
         from connection_server.simulate import main as simulate_main
 
-        return int(simulate_main(args.rest) or 0)
+        return int(simulate_main(argv[2:]) or 0)
+    args = build_parser().parse_args(argv)
     try:
         cfg = _config_from(args)
     except ConfigError as exc:
