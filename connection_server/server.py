@@ -48,6 +48,8 @@ log = logging.getLogger("pushgw.shard")
 #: thousands of devices then queues here instead of timing out on the pool
 #: (which answered "PostgreSQL unavailable" and closed the sockets 1011).
 STORE_CONCURRENCY = 8
+#: (device, id) pairs per ack statement: one flush of all sessions' acks.
+ACK_BATCH = 5_000
 
 CONNECT_PATH = "/v1/connect"
 
@@ -335,23 +337,39 @@ class ShardServer:
                 await self._flush_acks()
 
     async def _flush_acks(self) -> None:
+        """All sessions' acks of one flush in few statements (ACK_BATCH pairs each)."""
         dirty, self._dirty = self._dirty, set()
-        await asyncio.gather(*(self._flush_one(c) for c in dirty))
+        chunks: list[list[tuple[_Conn, list[int]]]] = [[]]
+        room = ACK_BATCH
+        for conn in dirty:
+            ids = conn.session.take_acks()
+            while ids:
+                if room == 0:
+                    chunks.append([])
+                    room = ACK_BATCH
+                part, ids = ids[:room], ids[room:]
+                chunks[-1].append((conn, part))
+                room -= len(part)
+        await asyncio.gather(*(self._write_acks(c) for c in chunks if c))
 
     async def _flush_one(self, conn: _Conn) -> None:
-        sess = conn.session
-        ids = sess.take_acks()
-        if not ids:
-            return
+        ids = conn.session.take_acks()
+        if ids:
+            await self._write_acks([(conn, ids)])
+
+    async def _write_acks(self, batch: list[tuple[_Conn, list[int]]]) -> None:
+        pairs = [(conn.session.device_id, i) for conn, ids in batch for i in ids]
         try:
             async with self._store_gate:
-                await self.core.store.mark_delivered(sess.device_id, ids, _now_ms())
+                await self.core.store.mark_delivered_many(pairs, _now_ms())
         except Exception as exc:  # the rows stay pending: redelivered, deduped by the SDK
-            log.warning("ack flush for %s failed: %s", sess.device_id, exc)
-            if sess.phase == s.Phase.OPEN:
-                self._apply(conn, sess.acks_failed(ids))
+            log.warning("ack flush of %d acks (%d devices) failed: %s", len(pairs), len(batch), exc)
+            for conn, ids in batch:
+                if conn.session.phase == s.Phase.OPEN:
+                    self._apply(conn, conn.session.acks_failed(ids))
             return
-        sess.acks_flushed(ids)
+        for conn, ids in batch:
+            conn.session.acks_flushed(ids)
 
     async def _presence_loop(self) -> None:
         ttl = self.cfg.presence_ttl_s

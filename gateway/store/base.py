@@ -181,6 +181,13 @@ class Store(Protocol):
     async def mark_delivered(self, device_id: str, ids: Sequence[int], sent_at_ms: int | None = None) -> int:
         """Batched ack: pending rows among ``ids`` that belong to the device become delivered."""
 
+    async def mark_delivered_many(self, acks: Sequence[tuple[str, int]], sent_at_ms: int | None = None) -> int:
+        """Acks of many devices in one statement: ``(device_id, id)`` pairs.
+
+        Same rules as ``mark_delivered``: only pending rows of that device become
+        delivered; returns how many rows changed.
+        """
+
     async def discard(self, ids: Sequence[int]) -> int:
         """apns-expiration 0 to an absent device: pending -> discarded."""
 

@@ -367,6 +367,14 @@ class PostgresStore:
         at = now_ms()
         return await self._execute("mark_delivered", device_id, list(ids), sent_at_ms or at, at)
 
+    async def mark_delivered_many(self, acks: Sequence[tuple[str, int]], sent_at_ms: int | None = None) -> int:
+        if not acks:
+            return 0
+        at = now_ms()
+        devices = [d for d, _ in acks]
+        ids = [i for _, i in acks]
+        return await self._execute("mark_delivered_many", devices, ids, sent_at_ms or at, at)
+
     async def discard(self, ids: Sequence[int]) -> int:
         return await self._execute("discard", list(ids), now_ms())
 

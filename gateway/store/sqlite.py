@@ -345,6 +345,13 @@ class SqliteStore:
         at = now_ms()
         return await self._run(self._exec, "mark_delivered", device_id, json.dumps(list(ids)), sent_at_ms or at, at)
 
+    async def mark_delivered_many(self, acks: Sequence[tuple[str, int]], sent_at_ms: int | None = None) -> int:
+        if not acks:
+            return 0
+        at = now_ms()
+        pairs = json.dumps([[d, i] for d, i in acks])
+        return await self._run(self._exec, "mark_delivered_many", pairs, sent_at_ms or at, at)
+
     async def discard(self, ids: Sequence[int]) -> int:
         return await self._run(self._exec, "discard", json.dumps(list(ids)), now_ms())
 

@@ -163,6 +163,55 @@ async def test_mark_delivered_only_own_pending_rows(world: World) -> None:
     assert st.timeline[1].at_ms == 123
 
 
+async def test_mark_delivered_many_acks_of_several_devices(world: World) -> None:
+    store, dev = world.store, world.device.device_id
+    other_dev, _ = await store.create_device(world.app.app_id)
+    tok = await store.issue_token(other_dev.device_id, "com.example.app", _prod())
+    mine = [await store.accept(world.note()) for _ in range(2)]
+    theirs = [await store.accept(world.note(token=tok.token, device_id=other_dev.device_id)) for _ in range(2)]
+    acks = [(dev, mine[0].id), (other_dev.device_id, theirs[0].id), (dev, mine[1].id)]
+    assert await store.mark_delivered_many(acks, sent_at_ms=123) == 3
+    assert await store.mark_delivered_many(acks) == 0  # no longer pending
+    assert await store.mark_delivered_many([]) == 0
+    assert await store.backlog(dev, 10) == []
+    assert [r.id for r in await store.backlog(other_dev.device_id, 10)] == [theirs[1].id]
+    st = await store.status(world.app.app_id, theirs[0].apns_id)
+    assert st is not None and st.status is Status.DELIVERED
+    assert [e.event for e in st.timeline] == ["accepted", "sent", "acked"] and st.timeline[1].at_ms == 123
+
+
+async def test_mark_delivered_many_needs_the_right_device(world: World) -> None:
+    store, dev = world.store, world.device.device_id
+    other_dev, _ = await store.create_device(world.app.app_id)
+    tok = await store.issue_token(other_dev.device_id, "com.example.app", _prod())
+    mine = await store.accept(world.note())
+    theirs = await store.accept(world.note(token=tok.token, device_id=other_dev.device_id))
+    # each id paired with the wrong device: nothing changes
+    assert await store.mark_delivered_many([(dev, theirs.id), (other_dev.device_id, mine.id)]) == 0
+    assert [r.id for r in await store.backlog(dev, 10)] == [mine.id]
+    assert [r.id for r in await store.backlog(other_dev.device_id, 10)] == [theirs.id]
+    # a mixed batch: only the correctly paired one changes
+    assert await store.mark_delivered_many([(dev, theirs.id), (dev, mine.id)]) == 1
+    assert await store.backlog(dev, 10) == []
+    assert [r.id for r in await store.backlog(other_dev.device_id, 10)] == [theirs.id]
+
+
+async def test_mark_delivered_many_leaves_non_pending_rows(world: World) -> None:
+    store, dev = world.store, world.device.device_id
+    gone = await store.accept(world.note())
+    assert await store.discard([gone.id]) == 1
+    old = await store.accept(world.note(collapse_id="c"))
+    new = await store.accept(world.note(collapse_id="c"))
+    assert new.collapsed_id == old.id
+    live = await store.accept(world.note())
+    acks = [(dev, gone.id), (dev, old.id), (dev, live.id), (dev, live.id), (dev, 10**12)]
+    assert await store.mark_delivered_many(acks) == 1
+    assert (await store.status(world.app.app_id, gone.apns_id)).status is Status.DISCARDED  # type: ignore[union-attr]
+    assert (await store.status(world.app.app_id, old.apns_id)).status is Status.COLLAPSED  # type: ignore[union-attr]
+    assert (await store.status(world.app.app_id, live.apns_id)).status is Status.DELIVERED  # type: ignore[union-attr]
+    assert [r.id for r in await store.backlog(dev, 10)] == [new.id]
+
+
 async def test_status_unknown_is_none(store: Any) -> None:
     assert await store.status(1, "00000000-0000-4000-8000-000000000000") is None
 

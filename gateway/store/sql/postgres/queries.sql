@@ -113,6 +113,12 @@ LIMIT $6;
 UPDATE notifications SET status = 'delivered', sent_at_ms = coalesce(sent_at_ms, $3), done_at_ms = $4
 WHERE device_id = $1 AND id = ANY($2::bigint[]) AND status = 'pending' AND kind = 'local';
 
+-- name: mark_delivered_many
+-- (device_id, id) pairs of many devices in one statement; an id paired with another device matches nothing.
+UPDATE notifications n SET status = 'delivered', sent_at_ms = coalesce(n.sent_at_ms, $3), done_at_ms = $4
+FROM unnest($1::text[], $2::bigint[]) AS a(device_id, id)
+WHERE n.id = a.id AND n.device_id = a.device_id AND n.status = 'pending' AND n.kind = 'local';
+
 -- name: discard
 UPDATE notifications SET status = 'discarded', done_at_ms = $2
 WHERE id = ANY($1::bigint[]) AND status = 'pending';

@@ -109,6 +109,14 @@ LIMIT ?6;
 UPDATE notifications SET status = 'delivered', sent_at_ms = coalesce(sent_at_ms, ?3), done_at_ms = ?4
 WHERE device_id = ?1 AND id IN (SELECT value FROM json_each(?2)) AND status = 'pending' AND kind = 'local';
 
+-- name: mark_delivered_many
+-- ?1 is a JSON array of [device_id, id] pairs; an id paired with another device matches nothing.
+UPDATE notifications SET status = 'delivered', sent_at_ms = coalesce(sent_at_ms, ?2), done_at_ms = ?3
+WHERE id IN (
+    SELECT n.id FROM json_each(?1) AS a
+    JOIN notifications AS n ON n.id = json_extract(a.value, '$[1]') AND n.device_id = json_extract(a.value, '$[0]')
+) AND status = 'pending' AND kind = 'local';
+
 -- name: discard
 UPDATE notifications SET status = 'discarded', done_at_ms = ?2
 WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'pending';
