@@ -248,7 +248,10 @@ class ShardServer:
                 conn.drain_next = None
                 try:
                     async with self._store_gate:
-                        rows = await self.core.store.backlog(sess.device_id, a.limit, a.after, int(time.time()))
+                        # No now_s: the store compares deliver_at_ms with the time in
+                        # milliseconds, so a scheduled push rung the moment it comes
+                        # due is not missed by a truncated second.
+                        rows = await self.core.store.backlog(sess.device_id, a.limit, a.after)
                 except PushgwError as exc:
                     log.warning("drain of %s failed: %s", sess.device_id, exc)
                     sess.drain_failed()

@@ -102,7 +102,9 @@ class RouteRepair(_Periodic):
     ``interval_s`` this scans the rows accepted in the previous window, ending
     ``delay_ms`` ago (time for normal routing and the ack), and asks the
     engine to ring those devices' shards; a shard re-drains from the store and
-    drops what it already has in flight, so a ring never duplicates.
+    drops what it already has in flight, so a ring never duplicates.  Rows
+    scheduled with ``deliver_at_ms`` are rung the same way when they come due
+    (at most ``delay_ms + interval_s`` late).
     """
 
     name = "route-repair"

@@ -192,8 +192,9 @@ class Store(Protocol):
         """apns-expiration 0 to an absent device: pending -> discarded."""
 
     async def pending_devices(self, accepted_from_ms: int, accepted_to_ms: int, limit: int = 10_000) -> list[str]:
-        """Devices with pending local rows accepted in [from, to): the route
-        repair rings their shards in case the doorbell was lost."""
+        """Devices with pending local rows accepted in [from, to) (their
+        doorbell may have been lost) or scheduled to come due in it: the route
+        repair rings their shards."""
 
     async def expire_due(self, now_s: int, limit: int = 10_000) -> int:
         """Sweeper: pending rows whose expiration passed become expired."""

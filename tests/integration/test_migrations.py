@@ -17,7 +17,7 @@ TABLES = {
 INDEXES = {
     "notifications_backlog", "notifications_token_pending", "notifications_collapse", "notifications_expiry",
     "notifications_relay", "notifications_purge", "tokens_device", "feedback_app", "webhook_jobs_due",
-    "notifications_pending_accepted",
+    "notifications_pending_accepted", "notifications_pending_due",
 }  # fmt: skip
 
 

@@ -42,3 +42,19 @@ async def test_retry_of_an_unrouted_apns_id_rings_the_device(shard) -> None:  # 
         await eventually(lambda: inbox.ids == [n.apns_id], what="retried push arrives once")
         await asyncio.sleep(0.3)
         assert inbox.ids == [n.apns_id]
+
+
+async def test_scheduled_push_reaches_a_connected_device_when_due(shard) -> None:  # type: ignore[no-untyped-def]
+    core, server = shard
+    dev = await one_device(core)
+    async with Inbox(url(server), dev) as inbox:
+        due_ms = int(time.time() * 1000) + 800
+        n = notification(dev, 3, deliver_at_ms=due_ms)
+        await core.engine.accept(n)
+        repair = RouteRepair(core.store, core.engine, delay_ms=0, lookback_ms=60_000)
+        await repair.scan_once()
+        await asyncio.sleep(0.3)
+        assert inbox.ids == []  # not before its time
+        await asyncio.sleep(max(0.0, due_ms / 1000 - time.time()) + 0.05)
+        await repair.scan_once()
+        await eventually(lambda: inbox.ids == [n.apns_id], what="scheduled push arrives when due")

@@ -236,7 +236,13 @@ UPDATE notifications SET status = 'dropped', done_at_ms = ?2 WHERE id = ?1;
 UPDATE devices SET overflow = overflow + ?2 WHERE device_id = ?1;
 
 -- name: pending_devices
-SELECT DISTINCT device_id FROM notifications
+-- Accepted in the window (the doorbell may have been lost), or scheduled
+-- and come due in it (nobody routed it: it was not due at acceptance).
+SELECT device_id FROM notifications
 WHERE status = 'pending' AND kind = 'local' AND device_id IS NOT NULL
   AND accepted_at_ms >= ?1 AND accepted_at_ms < ?2
+UNION
+SELECT device_id FROM notifications
+WHERE status = 'pending' AND kind = 'local' AND device_id IS NOT NULL AND deliver_at_ms IS NOT NULL
+  AND deliver_at_ms >= ?1 AND deliver_at_ms < ?2
 LIMIT ?3;
