@@ -11,8 +11,6 @@ rest of aioapns (JWT minting, streams, response parsing) runs unchanged.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import ssl
 import uuid
 from collections.abc import Iterator
@@ -21,37 +19,12 @@ from pathlib import Path
 import pytest
 from aioapns import APNs, NotificationRequest, PushType
 from aioapns import connection as aioapns_connection
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from schemas.notification import Environment
+from tests.bridge.certs import make_self_signed
 from tests.integration.h2_helpers import BUNDLE, DEAD_TOKEN, KID, PROD_TOKEN, SANDBOX_TOKEN, TEAM, gateway
-
-
-def _self_signed(tmp: Path) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return str(cert_path), str(key_path)
 
 
 @pytest.fixture
@@ -105,7 +78,7 @@ async def _exercise(client: APNs, gw, good_token: str, wrong_env_token: str, dea
 
 
 async def test_aioapns_over_tls(pg_dsn: str, redis_url: str, tmp_path: Path, point_aioapns_here: None) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = make_self_signed(tmp_path)
     async with gateway(pg_dsn, redis_url, environment=Environment.PRODUCTION, tls_cert=cert, tls_key=key) as gw:
         _aim(gw.port)
         ctx = ssl.create_default_context(cafile=cert)
@@ -119,7 +92,7 @@ async def test_aioapns_over_tls(pg_dsn: str, redis_url: str, tmp_path: Path, poi
 async def test_aioapns_sandbox_over_tls_with_bad_key(
     pg_dsn: str, redis_url: str, tmp_path: Path, point_aioapns_here: None
 ) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = make_self_signed(tmp_path)
     async with gateway(pg_dsn, redis_url, environment=Environment.SANDBOX, tls_cert=cert, tls_key=key) as gw:
         _aim(gw.port)
         ctx = ssl.create_default_context(cafile=cert)
