@@ -12,7 +12,9 @@ committed.  A 2xx is sent after the commit.
 
 Idempotency: a single or batch send whose ``apns_id`` was already accepted
 for the app gets the original notification back (``duplicate: true``) and
-nothing is stored or delivered again (the store keys on (app, apns-id)).
+nothing is stored or delivered again (the store keys on (app, apns-id)),
+even when the token was unregistered in between (``accepted_before`` is
+asked on the token-error path only).
 User and channel sends generate one fresh apns-id per token.
 """
 
@@ -26,7 +28,13 @@ from aiohttp import web
 from gateway.authorize import check, normalize_token, topic_matches
 from gateway.store.base import App, DeviceToken
 from provider_api.rest_errors import RestContext, app_of, context, json_response
-from provider_api.submit import build_notification, new_apns_id, notification_for
+from provider_api.submit import (
+    TOKEN_STATE_ERRORS,
+    accepted_before,
+    build_notification,
+    new_apns_id,
+    notification_for,
+)
 from schemas.apns import DELIVER_AT_HEADER, DEVICE_PATH, ApnsHeaders, validate_headers
 from schemas.errors import DeviceTokenNotForTopic, Gone, PushgwError, TooManyRequests, TopicDisallowed, Unregistered
 from schemas.notification import AcceptResult, Notification
@@ -82,8 +90,7 @@ def _payload(raw: msgspec.Raw, push_type: str) -> bytes:
     return validate_aps_payload(bytes(raw), PAYLOAD_LIMIT[push_type])
 
 
-async def _prepare(ctx: RestContext, app: App, req: SendRequest) -> Notification:
-    h = _validate(app, req.token, req.topic, req)
+async def _prepare(ctx: RestContext, app: App, h: ApnsHeaders, req: SendRequest) -> Notification:
     payload = _payload(req.payload, h.push_type)
     return await build_notification(
         ctx.core,
@@ -131,9 +138,17 @@ async def send(request: web.Request) -> web.Response:
     ctx, app = context(request), app_of(request)
     await ctx.limits.check_app(app.app_id)
     req = decode(await request.read(), SendRequest)
-    n = await _prepare(ctx, app, req)
-    await ctx.limits.check_token(n.token)
-    result: AcceptResult = await ctx.core.engine.accept(n)
+    h = _validate(app, req.token, req.topic, req)
+    try:
+        n = await _prepare(ctx, app, h, req)
+    except TOKEN_STATE_ERRORS:
+        original = await accepted_before(ctx.core, app, h.apns_id)
+        if original is None:
+            raise
+        result: AcceptResult = original
+    else:
+        await ctx.limits.check_token(n.token)
+        result = await ctx.core.engine.accept(n)
     return json_response(SendResult(apns_id=result.apns_id, status=result.status.value, duplicate=result.duplicate))
 
 
@@ -158,11 +173,14 @@ async def send_batch(request: web.Request) -> web.Response:
     records = await ctx.core.resolver.lookup_many(t for _, _, _, t in valid)
     # Pass 3: the token rules, then the notifications.
     prepared: list[Notification | None] = [None] * len(raws)
+    replays: list[tuple[int, str]] = []  # token errors of items with an apns-id: maybe a retry
     for i, h, payload, token in valid:
         try:
             record = check(app, records[token], h.topic, h.push_type, None)
         except PushgwError as err:
             results[i] = _failed(err, index=i)
+            if h.apns_id is not None and isinstance(err, TOKEN_STATE_ERRORS):
+                replays.append((i, h.apns_id))
             continue
         prepared[i] = notification_for(
             app,
@@ -180,6 +198,10 @@ async def send_batch(request: web.Request) -> web.Response:
     outcomes = await _accept_allowed(ctx, [n for n in prepared if n is not None])
     for i, outcome in zip(index, outcomes, strict=True):
         results[i] = _failed(outcome, index=i) if isinstance(outcome, PushgwError) else _ok(outcome, index=i)
+    for i, apns_id in replays:
+        original = await accepted_before(ctx.core, app, apns_id)
+        if original is not None:
+            results[i] = _ok(original, index=i)
     final = [r for r in results if r is not None]
     accepted = sum(1 for r in final if r.code == 200)
     return json_response(BatchSendResult(accepted=accepted, failed=len(final) - accepted, results=final))

@@ -9,6 +9,13 @@ engine has committed it (DESIGN.md promise 1).  A repeated apns-id returns
 the original ``AcceptResult`` with ``duplicate=True``; nothing is stored or
 delivered twice.
 
+A repeated apns-id also wins over the token's *current* state: a provider
+that retries after a lost answer must get the original result even if the
+token was unregistered (or deleted, or moved) in between.  The store's
+duplicate check runs only at the commit, after the token was resolved, so
+``replay_or_raise`` looks the apns-id up when resolution fails.  That read
+is on the error path only: the hot path (a valid token) costs nothing extra.
+
 Anything that is not a ``PushgwError`` escaping the engine is a bug or a
 driver error nobody translated; the listeners answer it with 500.
 """
@@ -19,7 +26,13 @@ import uuid
 from typing import Any, Protocol
 
 from gateway.store.base import App, DeviceToken
+from schemas.errors import BadDeviceToken, DeviceTokenNotForTopic, Unregistered
 from schemas.notification import AcceptResult, Environment, Notification
+
+#: What token resolution may answer for a token whose state changed since an
+#: earlier accept of the same apns-id (unregistered, deleted, moved to
+#: another app or topic).
+TOKEN_STATE_ERRORS = (BadDeviceToken, DeviceTokenNotForTopic, Unregistered)
 
 
 class _Engine(Protocol):
@@ -118,6 +131,20 @@ def notification_for(
     )
 
 
+async def accepted_before(core: CoreLike, app: App, apns_id: str | None) -> AcceptResult | None:
+    """The original result if ``apns_id`` was already accepted for ``app``, else None.
+
+    ``id`` is 0: the status read does not return the row id, and nobody
+    reads it for a duplicate (only routing of a *new* row uses it).
+    """
+    if apns_id is None:
+        return None
+    original = await core.store.status(app.app_id, apns_id)
+    if original is None:
+        return None
+    return AcceptResult(apns_id=original.apns_id, id=0, duplicate=True, status=original.status)
+
+
 async def submit(
     core: CoreLike,
     app: App,
@@ -134,18 +161,24 @@ async def submit(
     environment: Environment | None = None,
 ) -> AcceptResult:
     """Resolve, build and durably accept one notification (see module doc)."""
-    notification = await build_notification(
-        core,
-        app,
-        token=token,
-        topic=topic,
-        payload=payload,
-        apns_id=apns_id,
-        priority=priority,
-        push_type=push_type,
-        expiration=expiration,
-        collapse_id=collapse_id,
-        deliver_at_ms=deliver_at_ms,
-        environment=environment,
-    )
+    try:
+        notification = await build_notification(
+            core,
+            app,
+            token=token,
+            topic=topic,
+            payload=payload,
+            apns_id=apns_id,
+            priority=priority,
+            push_type=push_type,
+            expiration=expiration,
+            collapse_id=collapse_id,
+            deliver_at_ms=deliver_at_ms,
+            environment=environment,
+        )
+    except TOKEN_STATE_ERRORS:
+        original = await accepted_before(core, app, apns_id)
+        if original is None:
+            raise
+        return original
     return await core.engine.accept(notification)

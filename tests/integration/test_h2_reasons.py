@@ -14,7 +14,9 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
+from schemas.notification import Environment
 from tests.integration.h2_helpers import (
+    BUNDLE,
     DEAD_TOKEN,
     OTHER_APP_TOKEN,
     OTHER_BUNDLE,
@@ -195,6 +197,25 @@ async def test_duplicate_apns_id_returns_original_result(gw: Gateway) -> None:
         finally:
             await conn.close()
         assert count == 1
+    finally:
+        client.close()
+
+
+async def test_resend_after_unregister_returns_original_result(gw: Gateway) -> None:
+    """A retry of an accepted apns-id gets the original 200, not the token's new 410."""
+    token = "ab" * 32
+    await gw.core.store.register_apns_token(gw.app_id, token, BUNDLE, Environment.PRODUCTION)
+    client = await _authed_client(gw)
+    try:
+        apns_id = new_id()
+        first = await client.request("/3/device/" + token, push_headers(gw.jwt(), apns_id=apns_id))
+        assert first.status == 200
+        assert await gw.core.store.unregister_token(token) is not None
+        gw.core.resolver.invalidate(token)
+        again = await client.request("/3/device/" + token, push_headers(gw.jwt(), apns_id=apns_id))
+        assert (again.status, again.headers["apns-id"]) == (200, apns_id)
+        fresh = await client.request("/3/device/" + token, push_headers(gw.jwt(), apns_id=new_id()))
+        assert (fresh.status, fresh.reason) == (410, "Unregistered")
     finally:
         client.close()
 

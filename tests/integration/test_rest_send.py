@@ -57,6 +57,25 @@ async def test_idempotent_resend(rest: Rest) -> None:
     assert [json.loads(n.payload) for n in backlog] == [ALERT]  # stored once, the original
 
 
+async def test_resend_after_unregister_returns_original_result(rest: Rest) -> None:
+    _, token = await rest.device_with_token()
+    apns_id = str(uuid.uuid4())
+    assert (await rest.call("POST", "/api/v1/send", _send(token, apns_id=apns_id)))[0] == 200
+    assert (await rest.call("DELETE", f"/api/v1/tokens/{token}"))[0] == 204
+    again = await rest.call("POST", "/api/v1/send", _send(token, apns_id=apns_id))
+    assert again == (200, {"apns_id": apns_id, "status": "pending", "duplicate": True})
+    status, body = await rest.call("POST", "/api/v1/send", _send(token, apns_id=str(uuid.uuid4())))
+    assert (status, body["reason"]) == (410, "Unregistered")
+    other = str(uuid.uuid4())
+    status, batch = await rest.call(
+        "POST", "/api/v1/send/batch", {"notifications": [_send(token, apns_id=apns_id), _send(token, apns_id=other)]}
+    )
+    assert status == 200
+    assert batch["results"][0] == {"code": 200, "index": 0, "apns_id": apns_id, "status": "pending", "duplicate": True}
+    assert (batch["results"][1]["code"], batch["results"][1]["reason"]) == (410, "Unregistered")
+    assert (batch["accepted"], batch["failed"]) == (1, 1)
+
+
 # (fields to merge into a valid send, expected status, expected reason)
 REASONS: list[tuple[dict[str, Any], int, str]] = [
     ({"collapse_id": "x" * 65}, 400, "BadCollapseId"),
