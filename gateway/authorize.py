@@ -24,7 +24,9 @@ reset on release), so:
   wait for the store.  A cached answer is still never served more than
   ``cache_ttl_s`` after it was read;
 * ``lookup_many`` resolves a batch's distinct tokens with that bounded
-  concurrency, and ``check`` applies the rules to a record already read.
+  concurrency, and ``check`` applies the rules to a record already read;
+* ``resolve_cached`` answers a hit synchronously, so the HTTP/2 hot path
+  does not build a chain of coroutines for a dict lookup.
 """
 
 from __future__ import annotations
@@ -186,6 +188,17 @@ class TokenResolver:
             records = await asyncio.gather(*(asyncio.shield(self._read(t)) for t in missing))
             out.update(zip(missing, records, strict=True))
         return out
+
+    def resolve_cached(
+        self, app: App, token: str, topic: str, push_type: str, environment: Environment | None = None
+    ) -> DeviceToken | None:
+        """``resolve`` answered from the cache without a coroutine: the record,
+        the APNs error, or None when the token must be read (call ``resolve``)."""
+        t = normalize_token(token)
+        record = self._cached(t, self._clock())
+        if record is None:
+            return None
+        return check(app, record, topic, push_type, environment)
 
     async def resolve(
         self, app: App, token: str, topic: str, push_type: str, environment: Environment | None = None

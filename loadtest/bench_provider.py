@@ -33,6 +33,16 @@ N_TOKENS = 2000  # spread over many tokens: one hot token measures per-token loc
 TOKENS = [f"{i:064x}" for i in range(1, N_TOKENS + 1)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), in seconds.
+
+    On a shared machine wall-clock throughput is noisy; CPU time per request
+    of the API processes is what our code costs, whatever else runs."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -141,7 +151,9 @@ def run_h2(args: argparse.Namespace) -> int:
                 "-H", f"authorization: bearer {token}", "-H", f"apns-topic: {BUNDLE}",
                 "-H", "apns-push-type: alert", "-i", uris.name,
             ]  # fmt: skip
+            cpu0 = sum(cpu_seconds(p.pid) for p in procs if p.pid is not None)
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
+            cpu = sum(cpu_seconds(p.pid) for p in procs if p.pid is not None) - cpu0
         rps = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
         codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
         committed = asyncio.run(_count(dsn))
@@ -153,7 +165,9 @@ def run_h2(args: argparse.Namespace) -> int:
         secs = float(rps.group(1)) / (1000 if rps.group(2) == "ms" else 1)
         print(
             f"\nmode=h2 procs={args.procs} c={args.c} m={args.m}: {ok} accepted (200) in {secs:.2f}s "
-            f"= {ok / secs:,.0f} durable notifications/s; rows committed: {committed}"
+            f"= {ok / secs:,.0f} durable notifications/s; rows committed: {committed}; "
+            f"API CPU {cpu:.1f} s = {1e6 * cpu / max(ok, 1):,.0f} us per accepted request "
+            f"(load average {os.getloadavg()[0]:.1f})"
         )
         return 0 if committed >= ok else 1
     finally:

@@ -7,8 +7,16 @@ Starts ``--servers`` API processes sharing one port (SO_REUSEPORT) on a fresh
 PostgreSQL database (TEST_PG_DSN), registers ``--tokens`` device tokens, then
 measures for ``--duration`` seconds each: single sends (``POST /api/v1/send``,
 requests/s) and batch sends (``POST /api/v1/send/batch``, notifications/s).
-Only 200 answers (committed notifications) are counted.  Load goes to
-127.0.0.1 only; every process it starts is stopped by its pid.
+Only 200 answers (committed notifications) are counted, and the figure is
+checked against the rows committed in PostgreSQL during the phase.  Load
+goes to 127.0.0.1 only; every process it starts is stopped by its pid.
+
+Load generator: ``wrk`` (C, Debian package ``wrk``) with a Lua script that
+cycles through the tokens, one thread per ``--clients``; without wrk (or
+with ``--python-client``) the aiohttp client in Python, which on two cores
+takes about as much CPU as the server it measures.  The API processes' CPU
+time per accepted notification is printed too: on a shared machine it is
+the steadier figure.
 """
 
 from __future__ import annotations
@@ -17,11 +25,14 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import shutil
 import socket
 import sys
 import time
 import uuid
 from typing import Any
+
+from loadtest.bench_provider import cpu_seconds
 
 TOPIC = "com.bench.rest"
 
@@ -125,6 +136,16 @@ async def _admin(dsn: str, sql: str) -> None:
         await conn.close()
 
 
+async def _rows(dsn: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM notifications"))
+    finally:
+        await conn.close()
+
+
 def _wait_port(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -136,9 +157,89 @@ def _wait_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"API did not listen on {port}")
 
 
+_WRK_LUA = r"""
+-- pushgw REST bench: POST one of the precomputed bodies, cycling per thread.
+local bodies = {}
+counter = 0  -- globals: setup() and done() reach each thread's copy
+accepted = 0
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("counter", #threads * 997)  -- threads start at different tokens
+end
+
+function init(args)
+  for line in io.lines(args[1]) do table.insert(bodies, line) end
+  headers = {["Content-Type"] = "application/json", ["X-API-Key"] = args[2]}
+end
+
+function request()
+  counter = counter + 1
+  return wrk.format("POST", nil, headers, bodies[(counter % #bodies) + 1])
+end
+
+function response(status, headers, body)
+  if status == 200 then
+    local n = string.match(body, '"accepted":(%d+)')
+    accepted = accepted + (tonumber(n) or 1)
+  end
+end
+
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + (t:get("accepted") or 0) end
+  io.write(string.format("ACCEPTED %d\n", total))
+end
+"""
+
+
+def _bodies(tokens: list[str], mode: str, batch: int) -> list[bytes]:
+    import orjson
+
+    payload = {"aps": {"alert": "bench"}}
+    if mode != "batch":
+        return [orjson.dumps({"token": t, "topic": TOPIC, "payload": payload}) for t in tokens]
+    out = []
+    for start in range(0, len(tokens), batch):
+        items = [{"token": tokens[(start + j) % len(tokens)], "topic": TOPIC, "payload": payload} for j in range(batch)]
+        out.append(orjson.dumps({"notifications": items}))
+    return out
+
+
+def _run_wrk(port: int, key: str, tokens: list[str], mode: str, args: argparse.Namespace) -> tuple[int, int]:
+    import re
+    import subprocess
+    import tempfile
+
+    url = f"http://127.0.0.1:{port}/api/v1/send" + ("/batch" if mode == "batch" else "")
+    with (
+        tempfile.NamedTemporaryFile("w", suffix=".lua") as script,
+        tempfile.NamedTemporaryFile("wb", suffix=".jsonl") as bodies,
+    ):
+        script.write(_WRK_LUA)
+        script.flush()
+        bodies.write(b"\n".join(_bodies(tokens, mode, args.batch)) + b"\n")
+        bodies.flush()
+        cmd = [
+            "wrk", "-t", str(args.clients), "-c", str(args.clients * args.connections),
+            "-d", f"{args.duration:.0f}s", "--timeout", "10s", "-s", script.name, url,
+            "--", bodies.name, key,
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60).stdout
+    accepted = re.search(r"ACCEPTED (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: .*?timeout (\d+)", out)
+    return int(accepted.group(1)) if accepted else 0, (int(non2xx.group(1)) if non2xx else 0) + (
+        int(errors.group(1)) if errors else 0
+    )
+
+
 def _run_phase(
     ctx: Any, port: int, key: str, tokens: list[str], mode: str, args: argparse.Namespace
 ) -> tuple[int, int]:
+    if not args.python_client and shutil.which("wrk"):
+        return _run_wrk(port, key, tokens, mode, args)
     q = ctx.Queue()
     procs = [
         ctx.Process(target=_load, args=(port, key, tokens, mode, args.batch, args.connections, args.duration, q))
@@ -160,6 +261,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--connections", type=int, default=32, help="keep-alive connections per client process")
     ap.add_argument("--tokens", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--phases", default="single,batch", help="comma-separated: single, batch")
+    ap.add_argument("--python-client", action="store_true", help="aiohttp client instead of wrk")
     args = ap.parse_args(argv)
     admin = os.environ.get("TEST_PG_DSN")
     if not admin:
@@ -178,17 +281,32 @@ def main(argv: list[str]) -> int:
             p.start()
         _wait_port(port)
         time.sleep(1.0)  # let every server finish opening its pool
+        client = "aiohttp (Python)" if args.python_client or not shutil.which("wrk") else "wrk"
         print(
-            f"REST benchmark: {args.servers} API processes (SO_REUSEPORT), PostgreSQL, "
+            f"REST benchmark: {args.servers} API processes (SO_REUSEPORT), PostgreSQL, {client} with "
             f"{args.clients}x{args.connections} connections, {args.duration:.0f} s per phase"
         )
-        for mode in ("single", "batch"):
+        for mode in args.phases.split(","):
+            rows0 = asyncio.run(_rows(dsn))
+            cpu0 = [cpu_seconds(p.pid) for p in servers if p.pid is not None]
             t0 = time.monotonic()
             ok, errors = _run_phase(ctx, port, key, tokens, mode, args)
             elapsed = time.monotonic() - t0
+            cpu = [
+                c1 - c0 for c0, c1 in zip(cpu0, (cpu_seconds(p.pid) for p in servers if p.pid is not None), strict=True)
+            ]
+            committed = asyncio.run(_rows(dsn)) - rows0
             rate = ok / args.duration
             unit = "sends/s" if mode == "single" else f"notifications/s (batches of {args.batch})"
             print(f"  {mode:6s}: {rate:10,.0f} {unit}; {ok:,} accepted, {errors} non-200 answers, {elapsed:.1f} s")
+            print(
+                f"          rows committed {committed:,}; API CPU {' + '.join(f'{c:.1f}' for c in cpu)} s "
+                f"= {1e6 * sum(cpu) / max(ok, 1):,.0f} us per accepted notification "
+                f"(load average {os.getloadavg()[0]:.1f})"
+            )
+            if committed < ok:
+                print("          ERROR: fewer rows committed than 200 answers")
+                return 1
     finally:
         for p in servers:
             if p.pid is not None:

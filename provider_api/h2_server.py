@@ -30,6 +30,7 @@ from typing import Any, cast
 from h2.exceptions import ProtocolError
 
 from gateway.config import Config
+from provider_api import hpack_cache
 from provider_api.h2_protocol import H2ServerConnection, Request, echo_id, error_body
 from provider_api.provider_auth import ConnectionAuth, ProviderAuth, parse_bearer
 from provider_api.ratelimit import RateLimits
@@ -40,6 +41,8 @@ from schemas.notification import Environment
 from schemas.push_types import MAX_PAYLOAD_LIMIT
 
 log = logging.getLogger("pushgw.h2")
+
+hpack_cache.install()  # repeated JWT and path literals decode once (see the module)
 
 
 def environment_of(authority: str, headers: list[tuple[str, str]]) -> Environment:
@@ -68,6 +71,7 @@ class H2Protocol(asyncio.Protocol):
         self.auth = ConnectionAuth(min_refresh_s=shared.cfg.provider_token_min_refresh_s)
         self.transport: asyncio.Transport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self._flush_pending = False
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -124,7 +128,7 @@ class H2Protocol(asyncio.Protocol):
         if apns_id is None:
             apns_id = echo_id(_raw_apns_id(req))
         self._dispatch(self.conn.respond(req.stream_id, status, apns_id, body))
-        self._flush()
+        self._flush_soon()
         if self.conn.idle:
             self.idle.set()
             if self.conn.draining:
@@ -132,9 +136,11 @@ class H2Protocol(asyncio.Protocol):
 
     async def _process(self, req: Request) -> str:
         shared = self.shared
+        auth = shared.auth
         hdrs = validate_headers(req.method, req.path, req.headers)
         token = parse_bearer(hdrs.authorization)
-        verified = await shared.auth.verify(token)
+        # Cached answers are plain calls; a coroutine only on a cache miss.
+        verified = auth.verify_cached(token) or await auth.verify(token)
         self.auth.admit(token, verified)
         if not self.conn.authenticated:
             # First valid token: advertise the full stream limit and release
@@ -142,7 +148,9 @@ class H2Protocol(asyncio.Protocol):
             self.conn.mark_authenticated()
             self._dispatch(self.conn.take_ready())
             self._flush()
-        app = await shared.auth.app_for_topic(verified.team_id, hdrs.topic, hdrs.push_type)
+        app = auth.app_for_topic_cached(verified.team_id, hdrs.topic, hdrs.push_type) or await auth.app_for_topic(
+            verified.team_id, hdrs.topic, hdrs.push_type
+        )
         payload = validate_payload(hdrs, req.body)
         if shared.limits.limits_tokens:
             await shared.limits.check_token(hdrs.token)
@@ -164,7 +172,15 @@ class H2Protocol(asyncio.Protocol):
         return result.apns_id
 
     # -- output / shutdown -------------------------------------------------------
+    def _flush_soon(self) -> None:
+        """Write at the end of this loop iteration: a group commit answers many
+        streams in one iteration, and they go out in one write, not one each."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
+        self._flush_pending = False
         data = self.conn.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)

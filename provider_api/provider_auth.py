@@ -103,6 +103,15 @@ class ProviderAuth:
         self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
         self._apps: dict[str, tuple[float, App | None]] = {}
 
+    def verify_cached(self, token: str) -> VerifiedToken | None:
+        """The hot path: a cached, recently re-checked token is one dict hit
+        (its age is still checked); None means ``verify`` must run."""
+        hit = self._ok.get(token)
+        if hit is None or self._mono() - hit.checked_at >= KEY_RECHECK_S:
+            return None
+        self._check_age(hit.iat)
+        return hit
+
     async def verify(self, token: str) -> VerifiedToken:
         """Return the verified token or raise a 403 leaf; cached by token string."""
         hit = self._ok.get(token)
@@ -168,6 +177,16 @@ class ProviderAuth:
         if not isinstance(iat, int) or isinstance(iat, bool):
             raise InvalidProviderToken("iat must be an integer")
         return VerifiedToken(team_id=iss, key_id=kid, iat=iat, checked_at=self._mono())
+
+    def app_for_topic_cached(self, team_id: str, topic: str, push_type: str) -> App | None:
+        """``app_for_topic`` from the cache without a coroutine; None: not cached."""
+        cached = self._apps.get(base_topic(topic, push_type))
+        if cached is None or self._mono() - cached[0] > APP_CACHE_S:
+            return None
+        app = cached[1]
+        if app is None or app.team_id != team_id:
+            raise TopicDisallowed(f"topic {topic[:80]} is not an app of team {team_id}")
+        return app
 
     async def app_for_topic(self, team_id: str, topic: str, push_type: str) -> App:
         """The app a topic addresses, if the team owns it; else ``TopicDisallowed``."""

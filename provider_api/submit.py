@@ -40,6 +40,10 @@ class _Engine(Protocol):
 
 
 class _Resolver(Protocol):
+    def resolve_cached(
+        self, app: App, token: str, topic: str, push_type: str, environment: Environment | None = None
+    ) -> DeviceToken | None: ...
+
     async def resolve(
         self, app: App, token: str, topic: str, push_type: str, environment: Environment | None = None
     ) -> DeviceToken: ...
@@ -161,24 +165,27 @@ async def submit(
     environment: Environment | None = None,
 ) -> AcceptResult:
     """Resolve, build and durably accept one notification (see module doc)."""
+    resolver = core.resolver
     try:
-        notification = await build_notification(
-            core,
-            app,
-            token=token,
-            topic=topic,
-            payload=payload,
-            apns_id=apns_id,
-            priority=priority,
-            push_type=push_type,
-            expiration=expiration,
-            collapse_id=collapse_id,
-            deliver_at_ms=deliver_at_ms,
-            environment=environment,
-        )
+        # A cached token answers without awaiting (the common case).
+        record = resolver.resolve_cached(app, token, topic, push_type, environment)
+        if record is None:
+            record = await resolver.resolve(app, token, topic, push_type, environment)
     except TOKEN_STATE_ERRORS:
         original = await accepted_before(core, app, apns_id)
         if original is None:
             raise
         return original
+    notification = notification_for(
+        app,
+        record,
+        topic=topic,
+        payload=payload,
+        apns_id=apns_id,
+        priority=priority,
+        push_type=push_type,
+        expiration=expiration,
+        collapse_id=collapse_id,
+        deliver_at_ms=deliver_at_ms,
+    )
     return await core.engine.accept(notification)

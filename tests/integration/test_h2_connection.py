@@ -185,3 +185,25 @@ async def test_new_stream_during_drain_is_refused(gw: Gateway) -> None:
         assert (await late).reset == ErrorCodes.REFUSED_STREAM
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(
+    "bad_header",
+    [("Apns-Priority", "10"), (":protocol", "websocket")],
+    ids=["uppercase name", "unknown pseudo-header"],
+)
+async def test_malformed_request_resets_only_its_stream(gw: Gateway, bad_header: tuple[str, str]) -> None:
+    """RFC 9113 8.1.1: a malformed request is a stream error (PROTOCOL_ERROR);
+    the connection and its other streams go on."""
+    client = await H2Client.connect(gw.port)
+    try:
+        client.h2.config.validate_outbound_headers = False  # let the client send what h2 would refuse
+        client.h2.config.normalize_outbound_headers = False
+        path = "/3/device/" + PROD_TOKEN
+        ok = await client.request(path, push_headers(gw.jwt()))
+        bad = await client.request(path, [bad_header, *push_headers(gw.jwt())])
+        assert (ok.status, bad.status, bad.reset) == (200, 0, ErrorCodes.PROTOCOL_ERROR)
+        again = await client.request(path, push_headers(gw.jwt()))
+        assert again.status == 200 and client.goaway is None
+    finally:
+        client.close()
