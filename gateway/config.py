@@ -70,6 +70,7 @@ class Config:
     apns_sandbox_host: str = "api.sandbox.push.apple.com"
     apns_port: int = 443
     apns_ca_file: str = ""  # extra CA for a test server standing in for Apple
+    apns_max_attempts: int = 12  # relay attempts per notification before it is rejected
 
     @property
     def embedded(self) -> bool:

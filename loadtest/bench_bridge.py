@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -31,20 +32,45 @@ TEAM, KID, TOPIC = "TEAM123456", "KEY1234567", "com.example.bench"
 TOKENS = [f"{i:064x}" for i in range(1, 101)]
 
 
-def _mock_process(cert: str, key: str, public: str, streams: int, port_q: mp.Queue, stop: mp.Event) -> None:  # type: ignore[type-arg]
+def _mock_process(cert: str, key: str, public: str, streams: int, port_q: mp.Queue, stop: mp.Event, cpu: Any) -> None:  # type: ignore[type-arg]
     async def run() -> None:
-        apple = MockApple(cert, key)
+        apple = MockApple(cert, key, cheap=True)
         apple.add_key(KID, TEAM, public)
         apple.max_streams = streams
         for t in TOKENS:
             apple.add_token(t, TOPIC)
         apple.answered = _Discard()  # type: ignore[assignment]
         port_q.put(await apple.start())
-        while not stop.is_set():  # noqa: ASYNC110  (a multiprocessing Event)
-            await asyncio.sleep(0.2)
+        while not stop.is_set():
+            cpu.value = time.process_time()  # read by the parent for CPU per request
+            await asyncio.sleep(0.05)
         await apple.stop()
 
     uvloop.run(run())
+
+
+class CpuMeter:
+    """CPU seconds of this process and of the mock over a measured window.
+
+    The machine is shared: wall-clock rates are noisy, CPU per request is not.
+    With one core each, the ceiling is 1 / max(ours, mock's) per second.
+    """
+
+    def __init__(self, mock_cpu: Any) -> None:
+        self._mock = mock_cpu
+
+    def __enter__(self) -> CpuMeter:
+        time.sleep(0.06)  # let the mock publish a fresh reading
+        self.ours0, self.mock0 = time.process_time(), self._mock.value
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.06)
+        self.ours = time.process_time() - self.ours0
+        self.mock = self._mock.value - self.mock0
+
+    def per_request_us(self, n: int) -> str:
+        return f"CPU per request: ours {self.ours / n * 1e6:,.0f} us, mock {self.mock / n * 1e6:,.0f} us"
 
 
 class _Discard(list):  # type: ignore[type-arg]
@@ -52,7 +78,9 @@ class _Discard(list):  # type: ignore[type-arg]
         pass
 
 
-async def bench_client(port: int, ca: str, private: str, n: int, connections: int, streams: int) -> float:
+async def bench_client(
+    port: int, ca: str, private: str, n: int, connections: int, streams: int, meter: CpuMeter
+) -> float:
     pool = ConnectionPool(
         "127.0.0.1", port, make_ssl_context(ca), max_connections=connections, max_streams_per_conn=streams
     )
@@ -72,15 +100,62 @@ async def bench_client(port: int, ca: str, private: str, n: int, connections: in
             return (await pool.request(h, payload, 30)).status
 
     await asyncio.gather(*(one(i) for i in range(200)))  # warm-up: open the connections
-    t0 = time.perf_counter()
-    statuses = await asyncio.gather(*(one(i) for i in range(n)))
-    dt = time.perf_counter() - t0
+    with meter:
+        t0 = time.perf_counter()
+        statuses = await asyncio.gather(*(one(i) for i in range(n)))
+        dt = time.perf_counter() - t0
     await pool.close()
     assert statuses.count(200) == n, "not every request succeeded"
     return n / dt
 
 
-async def bench_sender(port: int, ca: str, private: str, n: int, connections: int, store_kind: str) -> float:
+async def bench_aioapns(
+    port: int, ca: str, private: str, n: int, connections: int, streams: int, meter: CpuMeter
+) -> float:
+    """The same load through aioapns 4.0 (the reference figure of issue 6), same mock, same run."""
+    import ssl
+
+    from aioapns import APNs, NotificationRequest, PushType
+    from aioapns import connection as aioapns_connection
+
+    for cls in (aioapns_connection.APNsProductionClientProtocol, aioapns_connection.APNsDevelopmentClientProtocol):
+        cls.APNS_SERVER, cls.APNS_PORT = "127.0.0.1", port
+    client = APNs(
+        key=private,
+        key_id=KID,
+        team_id=TEAM,
+        topic=TOPIC,
+        use_sandbox=True,
+        max_connections=connections,
+        ssl_context=ssl.create_default_context(cafile=ca),
+    )
+    sem = asyncio.Semaphore(connections * streams)
+
+    async def one(i: int) -> bool:
+        async with sem:
+            req = NotificationRequest(
+                device_token=TOKENS[i % 100],
+                message={"aps": {"alert": "bench"}},
+                notification_id=str(uuid.uuid4()),
+                push_type=PushType.ALERT,
+            )
+            return bool((await client.send_notification(req)).is_successful)
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(200)))
+        with meter:
+            t0 = time.perf_counter()
+            ok = await asyncio.gather(*(one(i) for i in range(n)))
+            dt = time.perf_counter() - t0
+    finally:
+        client.pool.close()
+    assert all(ok), "not every aioapns request succeeded"
+    return n / dt
+
+
+async def bench_sender(
+    port: int, ca: str, private: str, n: int, connections: int, store_kind: str, meter: CpuMeter
+) -> float:
     from gateway.apns_bridge.keyvault import KeyVault
     from gateway.apns_bridge.sender import BridgeSender
     from gateway.config import Config
@@ -111,7 +186,8 @@ async def bench_sender(port: int, ca: str, private: str, n: int, connections: in
     ]
     for i in range(0, n, 1000):
         await store.accept_many(notes[i : i + 1000])
-    sender = BridgeSender(cfg, store, batch=500, concurrency=2000, max_connections=connections)
+    sender = BridgeSender(cfg, store, max_connections=connections)
+    meter.__enter__()
     t0 = time.perf_counter()
     await sender.start()
     last = notes[-1].apns_id
@@ -125,6 +201,7 @@ async def bench_sender(port: int, ca: str, private: str, n: int, connections: in
         while (await store.status(app.app_id, x.apns_id)).status is Status.PENDING:  # type: ignore[union-attr]  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     dt = time.perf_counter() - t0
+    meter.__exit__()
     await sender.stop()
     await store.close()
     return n / dt
@@ -140,6 +217,7 @@ def main(argv: list[str]) -> int:
         choices=("sqlite", "postgres", "none"),
         default="postgres" if os.environ.get("TEST_PG_DSN") else "sqlite",
     )
+    ap.add_argument("--no-aioapns", dest="aioapns", action="store_false", help="skip the aioapns comparison")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench-bridge-tls-"))
     cert, key = make_self_signed(tmp)
@@ -147,15 +225,27 @@ def main(argv: list[str]) -> int:
     ctx = mp.get_context("spawn")
     port_q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
     stop = ctx.Event()
-    proc = ctx.Process(target=_mock_process, args=(cert, key, public, args.streams, port_q, stop), daemon=True)
+    mock_cpu = ctx.Value("d", 0.0)
+    proc = ctx.Process(
+        target=_mock_process, args=(cert, key, public, args.streams, port_q, stop, mock_cpu), daemon=True
+    )
     proc.start()
     try:
         port = port_q.get(timeout=20)
-        rate = uvloop.run(bench_client(port, cert, private, args.n, args.connections, args.streams))
+        meter = CpuMeter(mock_cpu)
+        rate = uvloop.run(bench_client(port, cert, private, args.n, args.connections, args.streams, meter))
         print(f"client: {args.n} requests, {args.connections} connections x {args.streams} streams: {rate:,.0f} req/s")
+        print(f"  {meter.per_request_us(args.n)}")
+        if args.aioapns:
+            meter = CpuMeter(mock_cpu)
+            rate = uvloop.run(bench_aioapns(port, cert, private, args.n, args.connections, args.streams, meter))
+            print(f"aioapns 4.0, same mock and load: {rate:,.0f} req/s")
+            print(f"  {meter.per_request_us(args.n)}")
         if args.store != "none":
-            rate = uvloop.run(bench_sender(port, cert, private, args.n, args.connections, args.store))
+            meter = CpuMeter(mock_cpu)
+            rate = uvloop.run(bench_sender(port, cert, private, args.n, args.connections, args.store, meter))
             print(f"sender ({args.store} store -> mock): {args.n} notifications relayed: {rate:,.0f} notifications/s")
+            print(f"  {meter.per_request_us(args.n)} (ours = sender + store client)")
     finally:
         stop.set()
         proc.join(timeout=10)

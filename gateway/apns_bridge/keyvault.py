@@ -9,9 +9,10 @@ associated data so an entry copied to another app id fails to open.  Writes
 go to a temp file, fsync, then ``os.replace`` (atomic on POSIX), so a crash
 leaves either the old or the new file, never a torn one.
 
-In a cluster every worker must see the same vault file (shared volume) or
-the same file copied; certificate authentication is a TODO (it needs a
-per-app client cert in the TLS context, so a pool per cert).
+An app authenticates with either a .p8 key or a TLS client certificate
+(``put_certificate``: PEM or PKCS#12, normalised to PEM and sealed the same
+way); putting one replaces the other.  In a cluster every worker must see
+the same vault file (shared volume) or the same file copied.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from gateway.apns_bridge import certauth
 
 VAULT_FILE = "apns_keys.json"
 _INFO = b"pushgw apns keyvault v1"
@@ -46,6 +49,19 @@ class ProviderCredentials(msgspec.Struct, frozen=True, kw_only=True):
         return f"ProviderCredentials(app_id={self.app_id}, team_id={self.team_id!r}, key_id={self.key_id!r})"
 
 
+class CertificateCredentials(msgspec.Struct, frozen=True, kw_only=True):
+    app_id: int
+    cert_pem: str
+    key_pem: str
+    fingerprint: str  # sha256 of the certificate (DER), hex
+
+    def __repr__(self) -> str:  # never print the private key
+        return f"CertificateCredentials(app_id={self.app_id}, fingerprint={self.fingerprint[:16]}...)"
+
+
+Credentials = ProviderCredentials | CertificateCredentials
+
+
 def _derive(secret_key: str) -> AESGCM:
     if not secret_key:
         raise VaultError("secret_key is not configured: cannot encrypt provider keys at rest")
@@ -60,7 +76,7 @@ class KeyVault:
         self.path = Path(path)
         self._aead = _derive(secret_key)
         self._lock = threading.Lock()  # put() may run in executor threads
-        self._cache: dict[int, ProviderCredentials] = {}
+        self._cache: dict[int, Credentials] = {}
         self._mtime: float | None = None
 
     @classmethod
@@ -73,17 +89,32 @@ class KeyVault:
             raise VaultError("team id and key id are 10 characters")
         if "PRIVATE KEY" not in p8_pem:
             raise VaultError("p8_pem is not a PEM private key")
+        plain = {"team_id": team_id, "key_id": key_id, "p8": p8_pem}
+        self._seal(app_id, plain, ProviderCredentials(app_id=app_id, team_id=team_id, key_id=key_id, p8_pem=p8_pem))
+
+    def put_certificate(self, app_id: int, data: bytes, password: bytes | None = None) -> CertificateCredentials:
+        """Store the app's APNs client certificate (PEM with its key, or PKCS#12)."""
+        try:
+            cert_pem, key_pem = certauth.normalise(data, password)
+        except certauth.CertificateError as exc:
+            raise VaultError(str(exc)) from exc
+        creds = CertificateCredentials(
+            app_id=app_id, cert_pem=cert_pem, key_pem=key_pem, fingerprint=certauth.fingerprint(cert_pem)
+        )
+        self._seal(app_id, {"kind": "certificate", "cert": cert_pem, "key": key_pem}, creds)
+        return creds
+
+    def _seal(self, app_id: int, plain: dict[str, str], creds: Credentials) -> None:
         with self._lock:
             entries = self._read_raw()
             nonce = os.urandom(12)
-            plain = json.dumps({"team_id": team_id, "key_id": key_id, "p8": p8_pem}).encode()
-            sealed = self._aead.encrypt(nonce, plain, str(app_id).encode())
+            sealed = self._aead.encrypt(nonce, json.dumps(plain).encode(), str(app_id).encode())
             entries[str(app_id)] = {
                 "nonce": base64.b64encode(nonce).decode(),
                 "ct": base64.b64encode(sealed).decode(),
             }
             self._write_raw(entries)
-            self._cache[app_id] = ProviderCredentials(app_id=app_id, team_id=team_id, key_id=key_id, p8_pem=p8_pem)
+            self._cache[app_id] = creds
 
     def delete(self, app_id: int) -> bool:
         with self._lock:
@@ -94,7 +125,7 @@ class KeyVault:
             self._cache.pop(app_id, None)
             return found
 
-    def get(self, app_id: int) -> ProviderCredentials | None:
+    def get(self, app_id: int) -> Credentials | None:
         with self._lock:
             self._reload_if_changed()
             if app_id in self._cache:
@@ -109,9 +140,18 @@ class KeyVault:
             except (InvalidTag, KeyError, ValueError) as exc:
                 raise VaultError(f"cannot decrypt the key of app {app_id} (wrong secret_key?)") from exc
             data = json.loads(plain)
-            creds = ProviderCredentials(
-                app_id=app_id, team_id=data["team_id"], key_id=data["key_id"], p8_pem=data["p8"]
-            )
+            creds: Credentials
+            if data.get("kind") == "certificate":
+                creds = CertificateCredentials(
+                    app_id=app_id,
+                    cert_pem=data["cert"],
+                    key_pem=data["key"],
+                    fingerprint=certauth.fingerprint(data["cert"]),
+                )
+            else:
+                creds = ProviderCredentials(
+                    app_id=app_id, team_id=data["team_id"], key_id=data["key_id"], p8_pem=data["p8"]
+                )
             self._cache[app_id] = creds
             return creds
 

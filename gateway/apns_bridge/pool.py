@@ -14,7 +14,7 @@ import asyncio
 import collections
 import ssl
 
-from gateway.apns_bridge.client import APNsConnection, APNsResponse, Header, StreamRefused
+from gateway.apns_bridge.client import APNsConnection, APNsResponse, RequestHeader, StreamRefused
 
 
 def make_ssl_context(ca_file: str = "") -> ssl.SSLContext:
@@ -76,7 +76,7 @@ class ConnectionPool:
                 best, best_cap = conn, cap
         return best
 
-    async def request(self, headers: list[Header], body: bytes, timeout: float) -> APNsResponse:
+    async def request(self, headers: list[RequestHeader], body: bytes, timeout: float) -> APNsResponse:
         """Send on a connection with a free slot; waits for one up to ``timeout``.
 
         Raises ``StreamRefused`` if no slot came in time (nothing was sent)
@@ -174,11 +174,16 @@ class PoolRegistry:
     def host_for(self, environment: str) -> str:
         return self._hosts[environment]
 
-    def pool(self, team_id: str, key_id: str, environment: str) -> ConnectionPool:
+    def pool(
+        self, team_id: str, key_id: str, environment: str, ssl_ctx: ssl.SSLContext | None = None
+    ) -> ConnectionPool:
+        """The pool of a token key, or of a client certificate (``ssl_ctx``
+        presents it; pass ``"cert"`` and its fingerprint as team and key)."""
         key = (team_id, key_id, environment)
         pool = self._pools.get(key)
         if pool is None:
-            pool = ConnectionPool(self._hosts[environment], self._port, self._ssl, **self._kw)  # type: ignore[arg-type]
+            ctx = ssl_ctx if ssl_ctx is not None else self._ssl
+            pool = ConnectionPool(self._hosts[environment], self._port, ctx, **self._kw)  # type: ignore[arg-type]
             self._pools[key] = pool
         return pool
 

@@ -88,6 +88,18 @@ class WebhookJob(msgspec.Struct, frozen=True, kw_only=True):
     created_at_ms: int
 
 
+class RelayClaim(msgspec.Struct, frozen=True, kw_only=True):
+    """A leased kind-apns row as the bridge needs it (``claim_relay_batch``)."""
+
+    row: StoredNotification
+    attempts: int  # claims of this row so far, this one included
+    environment: str | None  # of its token; None if the token record is gone
+
+
+# (id, "relayed" | "rejected", reason, Apple's id) for ``finish_relay_many``.
+RelayOutcome = tuple[int, str, str | None, str | None]
+
+
 class Store(Protocol):
     # -- lifecycle -----------------------------------------------------------
     async def open(self) -> None:
@@ -216,6 +228,16 @@ class Store(Protocol):
     ) -> None: ...
 
     async def retry_relay(self, id: int, not_before_ms: int) -> None: ...
+
+    async def claim_relay_batch(self, worker: str, limit: int, lease_ms: int) -> list[RelayClaim]:
+        """Like ``claim_relay``, and counts one attempt per claimed row
+        (persisted, so backoff and the attempt limit survive a restart)."""
+
+    async def finish_relay_many(self, outcomes: Sequence[RelayOutcome]) -> int:
+        """``finish_relay`` for many rows in one statement; rows no longer pending are left alone."""
+
+    async def retry_relay_many(self, retries: Sequence[tuple[int, int]]) -> int:
+        """``retry_relay`` for many ``(id, not_before_ms)`` in one statement."""
 
     # -- feedback (invalid tokens) and webhook outbox ---------------------------
     async def record_feedback(self, app_id: int, token: str, reason: str, at_ms: int) -> None:

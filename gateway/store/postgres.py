@@ -16,7 +16,18 @@ from typing import Any
 import asyncpg
 
 from gateway.store import hashing
-from gateway.store.base import ApiKeyRecord, App, Device, DeviceToken, FeedbackRecord, ProviderKey, Team, WebhookJob
+from gateway.store.base import (
+    ApiKeyRecord,
+    App,
+    Device,
+    DeviceToken,
+    FeedbackRecord,
+    ProviderKey,
+    RelayClaim,
+    RelayOutcome,
+    Team,
+    WebhookJob,
+)
 from gateway.store.group_commit import (
     GroupCommitter,
     expires_at_s,
@@ -32,6 +43,7 @@ from gateway.store.group_commit import (
     unique_in_batch,
 )
 from gateway.store.migrations import migrate_postgres, queries
+from gateway.store.relay_rows import check_outcomes, to_relay_claim
 from schemas.errors import StoreUnavailable
 from schemas.notification import (
     AcceptResult,
@@ -409,6 +421,22 @@ class PostgresStore:
 
     async def retry_relay(self, id: int, not_before_ms: int) -> None:
         await self._execute("retry_relay", id, not_before_ms)
+
+    async def claim_relay_batch(self, worker: str, limit: int, lease_ms: int) -> list[RelayClaim]:
+        rows = await self._fetch("claim_relay_batch", worker, limit, now_ms(), lease_ms)
+        return sorted((to_relay_claim(r) for r in rows), key=lambda c: c.row.id)
+
+    async def finish_relay_many(self, outcomes: Sequence[RelayOutcome]) -> int:
+        if not outcomes:
+            return 0
+        check_outcomes(outcomes)
+        ids, statuses, reasons, apple_ids = (list(col) for col in zip(*outcomes, strict=True))
+        return await self._execute("finish_relay_many", ids, statuses, reasons, apple_ids, now_ms())
+
+    async def retry_relay_many(self, retries: Sequence[tuple[int, int]]) -> int:
+        if not retries:
+            return 0
+        return await self._execute("retry_relay_many", [r[0] for r in retries], [r[1] for r in retries])
 
     # -- feedback and webhook outbox ------------------------------------------------
 

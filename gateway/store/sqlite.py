@@ -20,7 +20,18 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from gateway.store import hashing
-from gateway.store.base import ApiKeyRecord, App, Device, DeviceToken, FeedbackRecord, ProviderKey, Team, WebhookJob
+from gateway.store.base import (
+    ApiKeyRecord,
+    App,
+    Device,
+    DeviceToken,
+    FeedbackRecord,
+    ProviderKey,
+    RelayClaim,
+    RelayOutcome,
+    Team,
+    WebhookJob,
+)
 from gateway.store.group_commit import (
     GroupCommitter,
     expires_at_s,
@@ -36,6 +47,7 @@ from gateway.store.group_commit import (
     unique_in_batch,
 )
 from gateway.store.migrations import migrate_sqlite, queries
+from gateway.store.relay_rows import check_outcomes, to_relay_claim
 from schemas.errors import StoreUnavailable
 from schemas.notification import (
     AcceptResult,
@@ -393,6 +405,26 @@ class SqliteStore:
 
     async def retry_relay(self, id: int, not_before_ms: int) -> None:
         await self._run(self._exec, "retry_relay", id, not_before_ms)
+
+    async def claim_relay_batch(self, worker: str, limit: int, lease_ms: int) -> list[RelayClaim]:
+        rows = await self._run(self._q, "claim_relay_batch", worker, limit, now_ms(), lease_ms)
+        return sorted((to_relay_claim(r) for r in rows), key=lambda c: c.row.id)
+
+    async def finish_relay_many(self, outcomes: Sequence[RelayOutcome]) -> int:
+        if not outcomes:
+            return 0
+        check_outcomes(outcomes)
+        at = now_ms()
+        return await self._run(self._many, "finish_relay", [(*o, at) for o in outcomes])
+
+    async def retry_relay_many(self, retries: Sequence[tuple[int, int]]) -> int:
+        if not retries:
+            return 0
+        return await self._run(self._many, "retry_relay", list(retries))
+
+    def _many(self, name: str, rows: list[tuple[Any, ...]]) -> int:
+        with self._tx():
+            return self.db.executemany(Q[name], rows).rowcount
 
     # -- feedback and webhook outbox ------------------------------------------------------
 

@@ -29,6 +29,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import hpack
 import jwt
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -61,11 +62,14 @@ class _Conn:
 
 
 class MockApple:
-    def __init__(self, cert_file: str, key_file: str, *, sandbox: bool = True) -> None:
+    def __init__(self, cert_file: str, key_file: str, *, sandbox: bool = True, cheap: bool = False) -> None:
         self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._ssl.load_cert_chain(cert_file, key_file)
         self._ssl.set_alpn_protocols(["h2"])
         self.sandbox = sandbox
+        # cheap (benchmarks): skip h2's generic header validation and Huffman
+        # coding, so the mock's CPU does not cap the client it measures.
+        self.cheap = cheap
         self.keys: dict[str, tuple[str, object]] = {}  # kid -> (team, public key)
         self.tokens: dict[str, str] = {}  # token -> topic
         self.unregistered: dict[str, int] = {}  # token -> ms timestamp
@@ -194,10 +198,44 @@ class MockApple:
         return None
 
 
+class _PlainEncoder(hpack.Encoder):
+    def encode(self, headers, huffman: bool = False):  # type: ignore[no-untyped-def]
+        return super().encode(headers, huffman=False)
+
+
+class _LeanServerH2(h2.connection.H2Connection):
+    """h2 counts open streams by scanning all of them per new stream
+    (quadratic at 1,000 streams); the mock knows its live streams, and purges
+    closed ones only when the map doubled (same idea as the bridge client)."""
+
+    live_streams = 0
+    _scan_at = 64
+
+    @property
+    def open_inbound_streams(self) -> int:
+        # h2 asks only when a new stream arrives: count it for the next ask.
+        if len(self.streams) >= self._scan_at:
+            self.live_streams = self._open_streams(int(not self.config.client_side))
+            self._scan_at = 2 * len(self.streams) + 64
+        count = self.live_streams
+        self.live_streams += 1
+        return count
+
+
 class _MockProtocol(asyncio.Protocol):
     def __init__(self, apple: MockApple) -> None:
         self.apple = apple
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        cfg = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=not apple.cheap,
+            normalize_inbound_headers=not apple.cheap,
+            validate_outbound_headers=not apple.cheap,
+            normalize_outbound_headers=not apple.cheap,
+        )
+        self.h2 = _LeanServerH2(cfg)
+        if apple.cheap:
+            self.h2.encoder = _PlainEncoder()
         self.transport: asyncio.Transport | None = None
         apple.connections += 1
         self.conn = _Conn(no=apple.connections)
@@ -227,6 +265,8 @@ class _MockProtocol(asyncio.Protocol):
             self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
+        # Streams the client has open: being received, awaiting an answer, or answer body queued.
+        self.h2.live_streams = len(self.requests) + len(self.conn.owed) + len(self.pending_out)
         try:
             events = self.h2.receive_data(data)
         except Exception:
@@ -274,12 +314,14 @@ class _MockProtocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         if apple.delay_s:
             loop.call_later(apple.delay_s, self.respond, stream_id, apns_id, token, status, reason, ts)
-        else:
-            self.respond(stream_id, apns_id, token, status, reason, ts)
+        else:  # answered inline: data_received writes once for the whole read
+            self.respond(stream_id, apns_id, token, status, reason, ts, flush=False)
         if apple.goaway_after is not None and self.conn.requests == apple.goaway_after and last is None:
             self.goaway(stream_id)
 
-    def respond(self, stream_id: int, apns_id: str, token: str, status: int, reason: str | None, ts: int) -> None:
+    def respond(
+        self, stream_id: int, apns_id: str, token: str, status: int, reason: str | None, ts: int, flush: bool = True
+    ) -> None:
         if stream_id not in self.conn.owed or self.transport is None or self.transport.is_closing():
             return
         self.conn.owed.discard(stream_id)
@@ -301,7 +343,8 @@ class _MockProtocol(asyncio.Protocol):
                 self.send_pending()
         except Exception:  # the client reset the stream meanwhile
             pass
-        self.flush()
+        if flush:
+            self.flush()
         self.maybe_close_drained()
 
     def send_pending(self) -> None:

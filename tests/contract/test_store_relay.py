@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from schemas.notification import Environment, Status, TokenKind
 from tests.contract.conftest import World
 
@@ -99,3 +101,41 @@ async def test_webhook_outbox(world: World) -> None:
     (jb,) = await s.claim_webhooks("w3", 10, now + 60_000, 30_000)
     await s.finish_webhook(jb.id, True, None, None)
     assert [(j.id, j.state) for j in await s.list_webhook_jobs(app)] == [(a, "dead"), (b, "delivered")]
+
+
+async def test_batched_claim_counts_attempts_and_brings_the_environment(world: World) -> None:
+    await _apns_world(world)
+    res = await world.store.accept(_apns_note(world))
+    (claim,) = await world.store.claim_relay_batch("w1", 10, lease_ms=60_000)
+    assert (claim.row.id, claim.attempts, claim.environment) == (res.id, 1, "production")
+    assert await world.store.claim_relay_batch("w2", 10, 60_000) == []  # leased
+    assert await world.store.retry_relay_many([(res.id, 0)]) == 1
+    (again,) = await world.store.claim_relay_batch("w2", 10, 60_000)
+    assert again.attempts == 2  # persisted: a new sender sees how often it was tried
+    await world.store.retry_relay_many([(res.id, int(time.time() * 1000) + 60_000)])
+    assert await world.store.claim_relay_batch("w3", 10, 60_000) == []  # not before its time
+
+
+async def test_finish_relay_many_in_one_call(world: World) -> None:
+    await _apns_world(world)
+    notes = [_apns_note(world) for _ in range(3)]
+    results = await world.store.accept_many(notes)
+    claims = await world.store.claim_relay_batch("w1", 10, 60_000)
+    assert [c.row.id for c in claims] == [r.id for r in results]
+    a, b, c = (r.id for r in results)
+    done = await world.store.finish_relay_many(
+        [(a, "relayed", None, "APPLE-A"), (b, "rejected", "BadTopic", None), (c, "relayed", None, "APPLE-C")]
+    )
+    assert done == 3
+    statuses = [await world.store.status(world.app.app_id, n.apns_id) for n in notes]
+    assert [(s.status, s.reason) for s in statuses] == [
+        (Status.RELAYED, None),
+        (Status.REJECTED, "BadTopic"),
+        (Status.RELAYED, None),
+    ]
+    # A finished row is never finished again (a late duplicate answer changes nothing).
+    assert await world.store.finish_relay_many([(a, "rejected", "Unregistered", None)]) == 0
+    assert (await world.store.status(world.app.app_id, notes[0].apns_id)).status is Status.RELAYED
+    assert await world.store.claim_relay_batch("w2", 10, 60_000) == []
+    with pytest.raises(ValueError):
+        await world.store.finish_relay_many([(a, "pending", None, None)])

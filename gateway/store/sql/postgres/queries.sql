@@ -277,3 +277,32 @@ SELECT device_id FROM notifications
 WHERE status = 'pending' AND kind = 'local' AND device_id IS NOT NULL AND deliver_at_ms IS NOT NULL
   AND deliver_at_ms >= $1 AND deliver_at_ms < $2
 LIMIT $3;
+
+-- Relay in batches (the bridge's hot path): a claim counts an attempt and
+-- brings the token's environment along; answers are finished or rescheduled
+-- many rows per statement.
+
+-- name: claim_relay_batch
+WITH c AS (
+    SELECT id FROM notifications
+    WHERE status = 'pending' AND kind = 'apns' AND not_before_ms <= $3 AND lease_until_ms <= $3
+      AND expires_at_s > $3 / 1000
+    ORDER BY not_before_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED
+)
+UPDATE notifications n SET lease_owner = $1, lease_until_ms = $3 + $4, sent_at_ms = $3,
+    relay_attempts = n.relay_attempts + 1
+FROM c WHERE n.id = c.id
+RETURNING n.id, n.apns_id, n.app_id, n.token, n.topic, n.payload, n.priority, n.push_type, n.expiration,
+          n.collapse_id, n.device_id, n.kind, n.status, n.accepted_at_ms, n.relay_attempts,
+          (SELECT t.environment FROM tokens t WHERE t.token = n.token) AS environment;
+
+-- name: finish_relay_many
+UPDATE notifications n SET status = u.status, reason = u.reason, apple_id = u.apple_id, done_at_ms = $5,
+    lease_owner = NULL, lease_until_ms = 0
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, status, reason, apple_id)
+WHERE n.id = u.id AND n.status = 'pending';
+
+-- name: retry_relay_many
+UPDATE notifications n SET not_before_ms = u.not_before_ms, lease_owner = NULL, lease_until_ms = 0
+FROM unnest($1::bigint[], $2::bigint[]) AS u(id, not_before_ms)
+WHERE n.id = u.id AND n.status = 'pending';

@@ -246,3 +246,20 @@ SELECT device_id FROM notifications
 WHERE status = 'pending' AND kind = 'local' AND device_id IS NOT NULL AND deliver_at_ms IS NOT NULL
   AND deliver_at_ms >= ?1 AND deliver_at_ms < ?2
 LIMIT ?3;
+
+-- Relay in batches (the bridge's hot path): a claim counts an attempt and
+-- brings the token's environment along; answers are finished or rescheduled
+-- many rows per transaction.
+
+-- name: claim_relay_batch
+UPDATE notifications SET lease_owner = ?1, lease_until_ms = ?3 + ?4, sent_at_ms = ?3,
+    relay_attempts = relay_attempts + 1
+WHERE id IN (
+    SELECT id FROM notifications
+    WHERE status = 'pending' AND kind = 'apns' AND not_before_ms <= ?3 AND lease_until_ms <= ?3
+      AND expires_at_s > ?3 / 1000
+    ORDER BY not_before_ms, id LIMIT ?2
+)
+RETURNING id, apns_id, app_id, token, topic, payload, priority, push_type, expiration,
+          collapse_id, device_id, kind, status, accepted_at_ms, relay_attempts,
+          (SELECT t.environment FROM tokens t WHERE t.token = notifications.token) AS environment;
