@@ -33,6 +33,7 @@ from websockets.http11 import Request, Response
 
 from connection_server import session as s
 from connection_server.frames import Close
+from gateway.apns_bridge.invalidation import token_invalidated
 from gateway.bus import messages as m
 from gateway.config import Config
 from schemas.errors import PushgwError
@@ -194,6 +195,8 @@ class ShardServer:
                         self._apply(conn, sess.request_failed(a.rid, "BadDeviceToken", "not a token of this device"))
                         continue
                     at_ms = await self.core.store.unregister_token(a.token) or _now_ms()
+                    if known.active:  # feedback (and the app's webhook) learn of the token's end once
+                        await token_invalidated(self.core.store, known.app_id, a.token, "Unregistered", at_ms)
                     self._apply(conn, sess.unregistered(a.rid, a.token, at_ms))
                 else:
                     self._apply(conn, [a])

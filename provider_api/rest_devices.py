@@ -15,6 +15,7 @@ import time
 
 from aiohttp import web
 
+from gateway.apns_bridge.invalidation import token_invalidated
 from gateway.authorize import normalize_token
 from gateway.store.base import App, Device, DeviceToken
 from provider_api.rest_errors import RestContext, app_of, context, json_response
@@ -107,6 +108,8 @@ async def delete_device(request: web.Request) -> web.Response:
     device = await own_device(ctx, app, request.match_info["device_id"])
     for t in await ctx.core.store.delete_device(device.device_id):
         _forget(ctx, t.token)
+        # Feedback (and the app's webhook) learn of every token that ended.
+        await token_invalidated(ctx.core.store, t.app_id, t.token, "DeviceDeleted", t.invalidated_at_ms)
     return web.Response(status=204)
 
 
@@ -137,8 +140,10 @@ async def register_apns_token(request: web.Request) -> web.Response:
 async def delete_token(request: web.Request) -> web.Response:
     ctx, app = context(request), app_of(request)
     record = await own_token(ctx, app, request.match_info["token"])
-    await ctx.core.store.unregister_token(record.token, int(time.time() * 1000))
+    at_ms = await ctx.core.store.unregister_token(record.token, int(time.time() * 1000))
     _forget(ctx, record.token)
+    if record.active:  # a repeated DELETE is no new invalidation
+        await token_invalidated(ctx.core.store, app.app_id, record.token, "Unregistered", at_ms)
     return web.Response(status=204)
 
 

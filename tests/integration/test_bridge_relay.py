@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import sys
 import time
 
 import pytest
@@ -195,3 +198,52 @@ async def test_sender_crash_mid_batch_another_sender_finishes(env) -> None:  # t
         await a.stop()
     assert all(st.status is Status.RELAYED for st in statuses.values())  # type: ignore[attr-defined]
     assert all(apple.ok_count(i) == 1 for i in ids)  # A's sockets died before any answer
+
+
+async def test_sender_process_killed_mid_batch_loses_nothing(tmp_path, pg_dsn) -> None:  # type: ignore[no-untyped-def]
+    """A real sender process gets SIGKILL with requests on the wire and outcomes unwritten."""
+    cert, key = make_self_signed(tmp_path)
+    private, public = make_p8()
+    apple = MockApple(cert, key)
+    apple.add_key(KID, TEAM, public)
+    apple.add_token(tok(7), TOPIC)
+    apple.delay_s = 0.2  # answers trickle in (10 streams per connection): some rows done, some in flight
+    apple.max_streams = 10
+    port = await apple.start()
+    cfg = bridge_config(tmp_path, pg_dsn, port, cert)
+    store = await make_store(cfg)
+    child = None
+    try:
+        app_id = await make_app(store, cfg, private)
+        ids = [await accept_apns(store, app_id, tok(7)) for _ in range(300)]
+        args = {"data_dir": str(tmp_path), "dsn": pg_dsn, "port": port, "ca": cert, "lease_ms": 1500}
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.bridge.sender_process", json.dumps(args), stdout=asyncio.subprocess.PIPE
+        )
+        assert child.stdout is not None
+        assert (await asyncio.wait_for(child.stdout.readline(), 30)).strip() == b"ready"
+        for _ in range(3000):  # until part of the batch is answered and the rest still in flight
+            if len(apple.answered) >= 50 and apple.concurrent > 0:
+                break
+            await asyncio.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+        await child.wait()
+        answered_before_kill = {a.apns_id for a in apple.answered if a.status == 200}
+        assert 0 < len(answered_before_kill) < len(ids)
+        apple.delay_s = 0
+        b = sender(cfg, store, worker_id="B")
+        await b.start()
+        try:
+            statuses = await wait_done(store, app_id, ids, timeout=30)
+        finally:
+            await b.stop()
+        assert all(st.status is Status.RELAYED for st in statuses.values())  # type: ignore[attr-defined]
+        assert all(apple.ok_count(i) >= 1 for i in ids)  # every one reached Apple
+        # Resent only what the dead process had not finished in the store, with the same apns-id.
+        assert {a.apns_id for a in apple.answered} <= set(ids)
+    finally:
+        if child is not None and child.returncode is None:
+            child.kill()
+            await child.wait()
+        await store.close()
+        await apple.stop()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 
 from feedback.api import build_feedback_app
 from feedback.records import token_invalidated
+from feedback.webhooks import WebhookWorker
 from gateway.store.base import App
 from tests.integration.bridge_fixtures import TEAM, make_store
 
@@ -78,3 +82,28 @@ async def test_webhook_set_then_invalidation_enqueues_event(setup) -> None:  # t
         ("pending", "ab" * 32, "DeviceDeleted")
     ]
     assert await store.list_webhook_jobs(b) == []
+
+
+async def test_dead_letter_is_visible_in_the_api_and_counted(setup) -> None:  # type: ignore[no-untyped-def]
+    store, client, a, _ = setup
+    await store.set_webhook(a, "http://127.0.0.1:9/nobody-listens", "s" * 20)
+    await token_invalidated(store, a, "ef" * 32, "BadDeviceToken", 7)
+
+    def attempts(result: str) -> float:
+        return REGISTRY.get_sample_value("pushgw_webhook_attempts_total", {"result": result}) or 0.0
+
+    failed, dead = attempts("failed"), attempts("dead")
+    worker = WebhookWorker(store, max_attempts=2, backoff_base_s=0.001, backoff_max_s=0.001, timeout_s=2)
+    try:
+        for _ in range(200):
+            await worker.run_once()
+            if await store.list_webhook_jobs(a, "dead"):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await worker.stop()
+    r = await client.get("/api/v1/webhooks/deliveries?state=dead", headers={"X-Test-App": str(a)})
+    (delivery,) = (await r.json())["deliveries"]
+    assert (delivery["state"], delivery["attempts"], delivery["event"]["token"]) == ("dead", 2, "ef" * 32)
+    assert delivery["last_error"]  # why it failed is kept for the app to read
+    assert (attempts("failed"), attempts("dead")) == (failed + 1, dead + 1)
