@@ -195,6 +195,9 @@ class APNsConnection(asyncio.Protocol):
                         raise StreamRefused(f"{host}:{port} did not negotiate ALPN h2")
                 # Apple's first SETTINGS tells us how many streams we may open.
                 await proto._settings_received.wait()
+                if proto._closed.is_set():
+                    # E.g. the server refused our client certificate (TLS 1.3 says so after the handshake).
+                    raise StreamRefused(f"{host}:{port} closed the connection during setup")
         except (OSError, TimeoutError) as exc:
             proto.abort()
             raise StreamRefused(f"cannot connect to {host}:{port}: {exc!r}") from exc
@@ -345,6 +348,7 @@ class APNsConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed.set()
+        self._settings_received.set()  # wakes open(), which then sees the connection is gone
         if self._ping_task is not None:
             self._ping_task.cancel()
         self._wake_window_waiters()

@@ -59,12 +59,20 @@ class _Conn:
     requests: int = 0
     draining_last_id: int | None = None
     owed: set[int] = field(default_factory=set)
+    cert_topic: str | None = None  # bundle id of the client certificate, if one was presented
 
 
 class MockApple:
-    def __init__(self, cert_file: str, key_file: str, *, sandbox: bool = True, cheap: bool = False) -> None:
+    def __init__(
+        self, cert_file: str, key_file: str, *, sandbox: bool = True, cheap: bool = False, client_ca: str | None = None
+    ) -> None:
         self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._ssl.load_cert_chain(cert_file, key_file)
+        if client_ca is not None:
+            # Certificate authentication: no connection without a client
+            # certificate from this CA; its CN is the bundle id it may push to.
+            self._ssl.verify_mode = ssl.CERT_REQUIRED
+            self._ssl.load_verify_locations(cafile=client_ca)
         self._ssl.set_alpn_protocols(["h2"])
         self.sandbox = sandbox
         # cheap (benchmarks): skip h2's generic header validation and Huffman
@@ -145,9 +153,13 @@ class MockApple:
             return 400, "BadExpirationDate", 0
         if not token:
             return 400, "MissingDeviceToken", 0
-        auth = self._check_auth(conn, get(b"authorization"))
-        if auth is not None:
-            return auth[0], auth[1], 0
+        if conn.cert_topic is not None and not get(b"authorization"):
+            if topic != conn.cert_topic and not topic.startswith(conn.cert_topic + "."):
+                return 400, "TopicDisallowed", 0
+        else:
+            auth = self._check_auth(conn, get(b"authorization"))
+            if auth is not None:
+                return auth[0], auth[1], 0
         if not _HEX.match(token) or (token not in self.tokens and token not in self.unregistered):
             return 400, "BadDeviceToken", 0
         if token in self.unregistered:
@@ -244,6 +256,10 @@ class _MockProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peercert")
+        if peer:
+            fields = dict(item for rdn in peer.get("subject", ()) for item in rdn)
+            self.conn.cert_topic = fields.get("commonName")
         self.apple._protocols.add(self)
         self.h2.initiate_connection()
         self.h2.update_settings(

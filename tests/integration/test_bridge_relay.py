@@ -10,10 +10,11 @@ import time
 
 import pytest
 
+from gateway.apns_bridge.keyvault import KeyVault
 from gateway.apns_bridge.sender import BridgeSender
 from gateway.store.base import Store
 from schemas.notification import Status
-from tests.bridge.certs import make_p8, make_self_signed
+from tests.bridge.certs import make_client_cert, make_p8, make_self_signed
 from tests.bridge.mock_apple import MockApple
 from tests.integration.bridge_fixtures import KID, TEAM, TOPIC, accept_apns, bridge_config, make_app, make_store, tok
 
@@ -247,3 +248,61 @@ async def test_sender_process_killed_mid_batch_loses_nothing(tmp_path, pg_dsn) -
             await child.wait()
         await store.close()
         await apple.stop()
+
+
+async def test_app_with_a_certificate_relays_over_client_certificate_tls(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cert, key = make_self_signed(tmp_path)
+    client_ca, _pem, p12 = make_client_cert(tmp_path, TOPIC)
+    apple = MockApple(cert, key, client_ca=client_ca)  # refuses connections without a client certificate
+    apple.add_token(tok(8), TOPIC)
+    port = await apple.start()
+    cfg = bridge_config(tmp_path, "", port, cert)
+    store = await make_store(cfg)
+    try:
+        await store.create_team(TEAM, "Team")
+        app = await store.create_app(TEAM, TOPIC)
+        KeyVault.from_config(cfg).put_certificate(app.app_id, p12, b"p12-pass")
+        ids = [await accept_apns(store, app.app_id, tok(8)) for _ in range(5)]
+        s = sender(cfg, store)
+        assert await s.run_once() == 5
+        await s.stop()
+        statuses = await wait_done(store, app.app_id, ids)
+        assert all(st.status is Status.RELAYED for st in statuses.values())  # type: ignore[attr-defined]
+        assert sorted(a.apns_id for a in apple.answered if a.status == 200) == sorted(ids)
+    finally:
+        await store.close()
+        await apple.stop()
+
+
+async def test_attempts_survive_a_sender_restart_and_end_in_rejection(env) -> None:  # type: ignore[no-untyped-def]
+    cfg, store, apple, app_id = env
+    apple.add_token(tok(9), TOPIC)
+    apple.answer_next(tok(9), *[(503, "ServiceUnavailable")] * 5)
+    apns_id = await accept_apns(store, app_id, tok(9))
+    first = sender(cfg, store, max_attempts=3, backoff_base_s=0.001, backoff_max_s=0.001)
+    assert await first.run_once() == 1
+    await first.stop()  # a new sender remembers nothing in memory
+    second = sender(cfg, store, max_attempts=3, backoff_base_s=0.001, backoff_max_s=0.001)
+    await second.start()
+    try:
+        statuses = await wait_done(store, app_id, [apns_id])
+    finally:
+        await second.stop()
+    st = statuses[apns_id]
+    assert (st.status, st.reason) == (Status.REJECTED, "ServiceUnavailable")  # type: ignore[attr-defined]
+    assert [a.status for a in apple.answered] == [503, 503, 503]  # 1 + 2: the limit counts both senders
+
+
+async def test_row_that_keeps_killing_its_senders_is_given_up(env) -> None:  # type: ignore[no-untyped-def]
+    cfg, store, apple, app_id = env
+    apple.add_token(tok(10), TOPIC)
+    apns_id = await accept_apns(store, app_id, tok(10))
+    for _ in range(3):  # three senders claimed it and died before any outcome
+        assert len(await store.claim_relay_batch("doomed", 10, lease_ms=1)) == 1
+        await asyncio.sleep(0.005)
+    s = sender(cfg, store, max_attempts=3)
+    assert await s.run_once() == 1
+    await s.stop()
+    st = await store.status(app_id, apns_id)
+    assert st is not None and (st.status, st.reason) == (Status.REJECTED, "RetriesExhausted")
+    assert apple.answered == []
