@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import collections
 import re
-import uuid
 from dataclasses import dataclass, field
 
 import orjson
@@ -51,6 +50,7 @@ from h2.events import (
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
 
+from provider_api.submit import new_apns_id
 from schemas.errors import PayloadTooLarge, PushgwError
 
 MAX_HEADER_LIST_SIZE = 8000  # what Apple advertises (shared/APNS.md section 6)
@@ -109,7 +109,7 @@ def echo_id(raw: str | None) -> str:
     """The apns-id to answer with: the request's if it is a lowercase UUID, else a new one."""
     if raw is not None and _UUID.fullmatch(raw):
         return raw
-    return str(uuid.uuid4())
+    return new_apns_id()
 
 
 class H2ServerConnection:

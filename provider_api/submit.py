@@ -22,7 +22,7 @@ driver error nobody translated; the listeners answer it with 500.
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any, Protocol
 
 from gateway.store.base import App, DeviceToken
@@ -63,8 +63,26 @@ class CoreLike(Protocol):
 
 
 def new_apns_id() -> str:
-    """A lowercase UUID, as Apple generates when the request has no apns-id."""
-    return str(uuid.uuid4())
+    """A lowercase random (version 4) UUID, as Apple generates when the request has no apns-id.
+
+    Formatted from 16 random bytes directly: ``str(uuid.uuid4())`` builds and
+    checks a ``UUID`` object first, which was ~15% of a REST batch's CPU.
+    """
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+async def _resolve(
+    core: CoreLike, app: App, token: str, topic: str, push_type: str, environment: Environment | None
+) -> DeviceToken:
+    # A cached token answers without building a chain of coroutines (the common case).
+    record = core.resolver.resolve_cached(app, token, topic, push_type, environment)
+    if record is None:
+        record = await core.resolver.resolve(app, token, topic, push_type, environment)
+    return record
 
 
 async def build_notification(
@@ -90,7 +108,7 @@ async def build_notification(
     ``None`` skips the check (a REST caller that does not distinguish
     environments).
     """
-    record = await core.resolver.resolve(app, token, topic, push_type, environment)
+    record = await _resolve(core, app, token, topic, push_type, environment)
     return notification_for(
         app,
         record,
@@ -165,12 +183,8 @@ async def submit(
     environment: Environment | None = None,
 ) -> AcceptResult:
     """Resolve, build and durably accept one notification (see module doc)."""
-    resolver = core.resolver
     try:
-        # A cached token answers without awaiting (the common case).
-        record = resolver.resolve_cached(app, token, topic, push_type, environment)
-        if record is None:
-            record = await resolver.resolve(app, token, topic, push_type, environment)
+        record = await _resolve(core, app, token, topic, push_type, environment)
     except TOKEN_STATE_ERRORS:
         original = await accepted_before(core, app, apns_id)
         if original is None:

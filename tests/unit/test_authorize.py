@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import cast
 
 import pytest
@@ -184,3 +185,47 @@ def test_normalize_token() -> None:
     assert normalize_token("ABCD") == "abcd"
     with pytest.raises(BadDeviceToken):
         normalize_token("abc")
+
+
+class SlowStore(FakeStore):
+    """get_token waits until released, so reads can be seen in flight."""
+
+    def __init__(self, *records: DeviceToken) -> None:
+        super().__init__(*records)
+        self.release = asyncio.Event()
+
+    async def get_token(self, token: str) -> DeviceToken | None:
+        self.reads += 1
+        await self.release.wait()
+        return self.tokens.get(token)
+
+
+async def test_lookup_many_reads_each_distinct_token_once_and_shares_reads() -> None:
+    other = "cd" * 32
+    store = SlowStore(record(), record(other, device_id="dev-2"))
+    r = resolver(store)
+    first = asyncio.ensure_future(r.lookup_many([TOKEN, other, TOKEN, "ef" * 32]))
+    second = asyncio.ensure_future(r.lookup_many([other]))
+    await asyncio.sleep(0)
+    store.release.set()
+    got, got2 = await first, await second
+    assert store.reads == 3  # TOKEN, other, the unknown one; the second caller shared "other"
+    assert {t: (rec.device_id if rec else None) for t, rec in got.items()} == {
+        TOKEN: "dev-1",
+        other: "dev-2",
+        "ef" * 32: None,
+    }
+    assert got2[other] is not None and got2[other].device_id == "dev-2"
+
+
+async def test_cancelled_lookup_many_does_not_cancel_a_shared_read() -> None:
+    store = SlowStore(record())
+    r = resolver(store)
+    cancelled = asyncio.ensure_future(r.lookup_many([TOKEN]))
+    survivor = asyncio.ensure_future(r.resolve(APP, TOKEN, "com.example.app", "alert"))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.sleep(0)
+    store.release.set()
+    assert (await survivor).device_id == "dev-1"
+    assert cancelled.cancelled() and store.reads == 1
