@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from h2.config import H2Configuration
@@ -49,6 +50,7 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
+from hpack import Encoder
 
 from provider_api.submit import new_apns_id
 from schemas.errors import PayloadTooLarge, PushgwError
@@ -58,6 +60,36 @@ JSON_CT = (b"content-type", b"application/json")
 _STATUS = {code: (b":status", str(code).encode()) for code in (200, 400, 403, 404, 405, 410, 413, 429, 500, 503)}
 # Request pseudo-headers (RFC 9113 8.3.1); all but :authority are required.
 _PSEUDO = frozenset((b":method", b":scheme", b":path", b":authority"))
+
+
+_OK_STATUS = (b":status", b"200")
+# ":status: 200" is HPACK static entry 8 (0x88); then apns-id as a literal
+# without indexing, with a literal name (RFC 7541 6.2.2: 0x00, length, name).
+_OK_PREFIX = b"\x88\x00\x07apns-id"
+
+
+class _AnswerEncoder(Encoder):
+    """hpack's encoder with a fast path for the answer almost every request gets.
+
+    ``200`` + ``apns-id`` is encoded as two fixed bytes plus the id as a plain
+    literal that is never added to the dynamic table: the id is unique per
+    request, so indexing it only churned the table, and Huffman-coding it cost
+    more than the ~10 bytes it saves.  The encoder's dynamic table is left
+    untouched, so the peer's decoder stays in step.  Anything else (errors, a
+    pending table size update) goes through hpack as before.
+    """
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        if (
+            len(headers) == 2
+            and headers[0] == _OK_STATUS
+            and headers[1][0] == b"apns-id"
+            and len(headers[1][1]) < 127
+            and not self.header_table.resized
+        ):
+            value = headers[1][1]
+            return _OK_PREFIX + bytes((len(value),)) + value
+        return super().encode(headers, huffman)
 
 
 class _AdmissionFreeH2(H2Connection):
@@ -133,6 +165,7 @@ class H2ServerConnection:
             normalize_inbound_headers=False,
         )
         self.h2 = _AdmissionFreeH2(config)
+        self.h2.encoder = _AnswerEncoder()
         self._max_header_list = max_header_list
         self._advertised = 1
         self.authenticated = False
