@@ -87,11 +87,14 @@ class DeliveryEngine:
             results = await self._store.accept_many(ns)
         except Exception as exc:
             raise _unavailable(exc) from exc
+        fresh = 0
         for n, result in zip(ns, results, strict=True):
-            self._after_commit(n, result)
+            fresh += self._after_commit(n, result, count=False)
+        ACCEPTED.inc(fresh)  # once per batch: a counter update takes a lock
         return results
 
-    def _after_commit(self, n: Notification, result: AcceptResult) -> None:
+    def _after_commit(self, n: Notification, result: AcceptResult, *, count: bool = True) -> bool:
+        """Route a committed notification; True if it was new (not a duplicate)."""
         if result.duplicate:
             DUPLICATES.inc()
             # A provider retries after a lost answer: the original may have been
@@ -100,16 +103,18 @@ class DeliveryEngine:
             # a second copy: the shard and the SDK dedupe by id).
             if result.status is Status.PENDING and n.kind is TokenKind.LOCAL and n.device_id is not None:
                 self.ring_devices([n.device_id])
-            return
-        ACCEPTED.inc()
+            return False
+        if count:
+            ACCEPTED.inc()
         if result.status is not Status.PENDING:
-            return  # settled at once (e.g. dropped by the backlog cap): nothing to deliver
+            return True  # settled at once (e.g. dropped by the backlog cap): nothing to deliver
         if n.kind is not TokenKind.LOCAL or n.device_id is None:
-            return  # kind apns: the bridge claims it from the store
+            return True  # kind apns: the bridge claims it from the store
         now = self._clock_ms()
         if n.deliver_at_ms is not None and n.deliver_at_ms > now:
-            return  # scheduled: the worker rings the shard when it comes due
+            return True  # scheduled: the worker rings the shard when it comes due
         self._enqueue(_stored(n, result, now))
+        return True
 
     def _enqueue(self, sn: StoredNotification) -> None:
         if self._closed or len(self._queue) >= MAX_ROUTE_QUEUE:

@@ -258,7 +258,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--servers", type=int, default=2)
     ap.add_argument("--clients", type=int, default=2, help="load-generator processes")
-    ap.add_argument("--connections", type=int, default=32, help="keep-alive connections per client process")
+    ap.add_argument("--connections", type=int, default=128, help="keep-alive connections per client (wrk thread or process)")
     ap.add_argument("--tokens", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--phases", default="single,batch", help="comma-separated: single, batch")

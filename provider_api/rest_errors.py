@@ -127,6 +127,11 @@ async def rest_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return error_response(err)
     except web.HTTPException as exc:
         return error_response(_from_http(exc))
+    except ConnectionResetError:
+        # The client went away while sending its body: nothing was accepted and
+        # nobody reads the answer; not a server error worth a stack trace.
+        log.debug("%s %s: client closed the connection mid-request", request.method, request.path)
+        return error_response(BadRequest("connection lost"))
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(InternalServerError())
