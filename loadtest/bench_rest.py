@@ -207,6 +207,10 @@ def _bodies(tokens: list[str], mode: str, batch: int) -> list[bytes]:
     return out
 
 
+def _connections(mode: str, args: argparse.Namespace) -> int:
+    return int(args.batch_connections if mode == "batch" else args.connections)
+
+
 def _run_wrk(port: int, key: str, tokens: list[str], mode: str, args: argparse.Namespace) -> tuple[int, int]:
     import re
     import subprocess
@@ -222,7 +226,7 @@ def _run_wrk(port: int, key: str, tokens: list[str], mode: str, args: argparse.N
         bodies.write(b"\n".join(_bodies(tokens, mode, args.batch)) + b"\n")
         bodies.flush()
         cmd = [
-            "wrk", "-t", str(args.clients), "-c", str(args.clients * args.connections),
+            "wrk", "-t", str(args.clients), "-c", str(args.clients * _connections(mode, args)),
             "-d", f"{args.duration:.0f}s", "--timeout", "10s", "-s", script.name, url,
             "--", bodies.name, key,
         ]  # fmt: skip
@@ -242,7 +246,9 @@ def _run_phase(
         return _run_wrk(port, key, tokens, mode, args)
     q = ctx.Queue()
     procs = [
-        ctx.Process(target=_load, args=(port, key, tokens, mode, args.batch, args.connections, args.duration, q))
+        ctx.Process(
+            target=_load, args=(port, key, tokens, mode, args.batch, _connections(mode, args), args.duration, q)
+        )
         for _ in range(args.clients)
     ]
     for p in procs:
@@ -258,7 +264,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--servers", type=int, default=2)
     ap.add_argument("--clients", type=int, default=2, help="load-generator processes")
-    ap.add_argument("--connections", type=int, default=128, help="keep-alive connections per client (wrk thread or process)")
+    ap.add_argument("--connections", type=int, default=128, help="connections per client (wrk thread or process)")
+    ap.add_argument("--batch-connections", type=int, default=8, help="the same for batch sends (500 rows each)")
     ap.add_argument("--tokens", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--phases", default="single,batch", help="comma-separated: single, batch")
@@ -284,7 +291,8 @@ def main(argv: list[str]) -> int:
         client = "aiohttp (Python)" if args.python_client or not shutil.which("wrk") else "wrk"
         print(
             f"REST benchmark: {args.servers} API processes (SO_REUSEPORT), PostgreSQL, {client} with "
-            f"{args.clients}x{args.connections} connections, {args.duration:.0f} s per phase"
+            f"{args.clients}x{args.connections} connections ({args.clients}x{args.batch_connections} for batches), "
+            f"{args.duration:.0f} s per phase"
         )
         for mode in args.phases.split(","):
             rows0 = asyncio.run(_rows(dsn))
