@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean bench bench-store bench-delivery bench-provider bench-bridge bench-faults
+.PHONY: run test lint venv clean bench bench-store bench-delivery bench-provider bench-bridge bench-faults bench-harness
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -42,7 +42,12 @@ bench-provider: $(STAMP)
 bench-bridge: $(STAMP)
 	scripts/with-test-services.sh $(BIN)/python -m loadtest bridge
 
-bench: bench-store bench-delivery bench-provider bench-bridge
+## The load-test harness: connect, online, offline-drain, fan-out, mixed; Mosquitto side by side;
+## JSON + HTML under loadtest/results/, figures into BENCHMARKS.md.  Larger: HARNESS_ARGS="--size large".
+bench-harness: $(STAMP)
+	scripts/with-test-services.sh $(BIN)/python -m loadtest harness --update-benchmarks $(HARNESS_ARGS)
+
+bench: bench-harness bench-store bench-delivery bench-provider bench-bridge
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

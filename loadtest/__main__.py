@@ -8,7 +8,7 @@ import sys
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m loadtest {store,delivery,provider,bridge} [options]")
+        print("usage: python -m loadtest {harness,store,delivery,provider,rest,bridge} [options]")
         return 2
     name = argv[0].replace("-", "_")
     try:
