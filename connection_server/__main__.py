@@ -9,23 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import signal
 import sys
 
 import uvloop
 
+from connection_server.gc_tuning import tune_gc
 from connection_server.server import ShardServer
 from gateway.config import from_environ
-
-
-def tune_gc() -> None:
-    """Keep full collections rare: they walk every live object and, with tens
-    of thousands of sessions, pause the loop for hundreds of ms.  Start-up
-    objects are frozen out of the collector's view; sessions are cycle-free."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
 
 
 async def run(argv: list[str]) -> int:

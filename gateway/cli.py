@@ -160,6 +160,9 @@ class GatewayProcess:
             await shard.start()
             self._stoppers.insert(0, shard.stop)
             self._lines.extend(shard.describe())
+            from connection_server.gc_tuning import tune_gc
+
+            tune_gc()  # after start-up: what exists now lives for the whole process
         if "worker" in self.roles:
             from feedback.webhooks import WebhookWorker
             from gateway.apns_bridge.sender import BridgeSender

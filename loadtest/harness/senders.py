@@ -57,6 +57,7 @@ class Sender:
         self.t0 = t0
         self._links: list[Any] = []
         self._http: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- connections -----------------------------------------------------------------
 
@@ -111,7 +112,9 @@ class Sender:
             for start in range(0, len(targets), REST_BATCH_MAX):
                 chunk = targets[start : start + REST_BATCH_MAX]
                 self.inflight += len(chunk)
-                asyncio.get_running_loop().create_task(self._rest_batch(chunk, now))
+                task = asyncio.get_running_loop().create_task(self._rest_batch(chunk, now))
+                self._tasks.add(task)  # the loop keeps only a weak reference
+                task.add_done_callback(self._tasks.discard)
             return
         for i, target in enumerate(targets):
             msg_id = str(uuid.uuid4())

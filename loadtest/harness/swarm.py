@@ -54,6 +54,7 @@ class DeviceSwarm:
         self.reconnects = 0
         self.close_codes: Counter[int] = Counter()
         self.failures: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._reset(t0)
 
     def _reset(self, t0: float) -> None:
@@ -132,7 +133,8 @@ class DeviceSwarm:
 
     def _redial(self, i: int) -> None:
         task = asyncio.get_running_loop().create_task(self._dial_quietly(i))
-        task.add_done_callback(lambda t: None)
+        self._tasks.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._tasks.discard)
 
     async def _dial_quietly(self, i: int) -> None:
         try:
