@@ -125,6 +125,13 @@ class GatewayProcess:
         cfg = self.cfg
         self.core = core = await Core.open(cfg)
         self._stoppers.append(core.close)
+        # The provider APIs accept through the digest rule; the workers
+        # (schedules, digest summaries) through the plain engine.
+        from gateway.digest import DigestGate
+
+        plain_engine = core.engine
+        gate = DigestGate(plain_engine, core.store, rule_ttl_s=cfg.digest_rule_cache_s)
+        core.engine = gate  # type: ignore[assignment]  # same interface (it delegates the rest)
         mode = f"embedded: SQLite in {cfg.data_dir}" if cfg.embedded else "cluster: PostgreSQL + Redis"
         self._lines.append(f"pushgw {__version__} ({mode}; roles: {', '.join(self.roles)})")
 
@@ -180,7 +187,22 @@ class GatewayProcess:
             hooks = WebhookWorker(core.store)
             await hooks.start()
             self._stoppers.insert(0, hooks.stop)
-            self._lines.append("  worker: expiry sweeper, retention, route repair, APNs bridge, webhooks")
+            from gateway.digest import DigestWorker
+            from gateway.schedules import ScheduleRunner
+
+            schedules = ScheduleRunner(
+                core.store, plain_engine, interval_s=cfg.schedule_tick_s, catch_up_s=cfg.schedule_catch_up_s
+            )
+            schedules.start()
+            self._stoppers.insert(0, schedules.stop)
+            digests = DigestWorker(
+                core.store, plain_engine, interval_s=cfg.digest_tick_s, retention_s=cfg.retention_s
+            )
+            digests.start()
+            self._stoppers.insert(0, digests.stop)
+            self._lines.append(
+                "  worker: expiry sweeper, retention, route repair, APNs bridge, webhooks, schedules, digests"
+            )
 
     def describe(self) -> list[str]:
         return list(self._lines)

@@ -72,6 +72,12 @@ class Config:
     apns_ca_file: str = ""  # extra CA for a test server standing in for Apple
     apns_max_attempts: int = 12  # relay attempts per notification before it is rejected
 
+    # -- schedules and digests ------------------------------------------------
+    schedule_tick_s: float = 1.0  # how often the worker looks for due schedule slots
+    schedule_catch_up_s: int = 300  # a missed slot older than this is skipped, not fired late
+    digest_tick_s: float = 1.0  # how often the worker summarizes ended digest windows
+    digest_rule_cache_s: float = 5.0  # a changed digest rule applies in other processes within this
+
     @property
     def embedded(self) -> bool:
         return not self.database_url
@@ -160,6 +166,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("log_format must be 'console' or 'json'")
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise ConfigError("tls_cert and tls_key must be set together")
+    for name in ("schedule_tick_s", "digest_tick_s"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{name} must be positive")
+    for name in ("schedule_catch_up_s", "digest_rule_cache_s"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} must not be negative")
     for name in ("backlog_cap", "drain_window", "group_commit_max", "presence_ttl_s", "ws_max_frame"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name} must be positive")

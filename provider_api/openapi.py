@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from schemas import rest as r
+from schemas import rest_schedules as rs
 from schemas.rest import BATCH_MAX
 
 _REF = "#/components/schemas/{name}"
@@ -37,6 +38,7 @@ class Route:
 
 _SEND_ERRORS = (400, 403, 410, 413, 429, 503)
 _FAN_OUT_ERRORS = (400, 403, 413, 429, 503)
+_SCHEDULE = {"schedule_id": "the schedule's id (from its creation)"}
 
 ROUTES: tuple[Route, ...] = (
     Route("post", "/api/v1/devices/register", "Register a device; returns its WebSocket credentials",
@@ -65,6 +67,21 @@ ROUTES: tuple[Route, ...] = (
           r.TopicSendRequest, 200, r.TopicSendResult, _FAN_OUT_ERRORS),
     Route("get", "/api/v1/notifications/{apns_id}", "Status and timeline of a notification of this app",
           None, 200, r.NotificationView, params={"apns_id": "the notification's apns-id (UUID)"}),
+    Route("post", "/api/v1/schedules", "Create a recurring schedule (every N seconds or cron) to a token or channel",
+          rs.ScheduleRequest, 201, rs.ScheduleView, (400, 403, 404, 413, 429, 503)),
+    Route("get", "/api/v1/schedules", "This app's recurring schedules", None, 200, rs.ScheduleList, (403, 429, 503)),
+    Route("get", "/api/v1/schedules/{schedule_id}", "A schedule of this app, with its next slot and counters",
+          None, 200, rs.ScheduleView, params=_SCHEDULE),
+    Route("post", "/api/v1/schedules/{schedule_id}/pause", "Pause a schedule (no slot fires until resumed)",
+          None, 200, rs.ScheduleView, params=_SCHEDULE),
+    Route("post", "/api/v1/schedules/{schedule_id}/resume",
+          "Resume a schedule; slots that fell while it was paused are skipped", None, 200, rs.ScheduleView,
+          params=_SCHEDULE),
+    Route("delete", "/api/v1/schedules/{schedule_id}", "Delete a schedule", None, 204, None, params=_SCHEDULE),
+    Route("put", "/api/v1/digest", "Opt in to digests: alert pushes to one token within window_s become one summary",
+          rs.DigestRuleRequest, 200, rs.DigestRuleView),
+    Route("get", "/api/v1/digest", "This app's digest rule (404 when it has none)", None, 200, rs.DigestRuleView),
+    Route("delete", "/api/v1/digest", "Remove the digest rule", None, 204, None),
 )  # fmt: skip
 
 _ERROR_TEXT = {

@@ -8,7 +8,7 @@ the other paths (/openapi.json, /docs, ops routes) are public.
 
 Resources live in one module each: rest_devices (devices and tokens),
 rest_subscriptions (channel subscriptions, notification status), rest_send
-(sends).  Rate limits are in provider_api/ratelimit.py.
+(sends), rest_schedules (recurring schedules), rest_digest (digest rule).  Rate limits are in provider_api/ratelimit.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import Config
-from provider_api import rest_devices, rest_send, rest_subscriptions
+from provider_api import rest_devices, rest_digest, rest_schedules, rest_send, rest_subscriptions
 from provider_api.openapi import docs_html, openapi_json
 from provider_api.ratelimit import RateLimits
 from provider_api.rest_errors import CONTEXT, MAX_BODY, RestContext, rest_middleware
@@ -44,6 +44,8 @@ def build_rest_app(cfg: Config, core: Any, *, limits: RateLimits | None = None) 
     rest_devices.add_routes(app)
     rest_subscriptions.add_routes(app)
     rest_send.add_routes(app)
+    rest_schedules.add_routes(app)
+    rest_digest.add_routes(app)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/docs", _docs)
 

@@ -14,8 +14,9 @@ import re
 from aiohttp import web
 
 from provider_api.rest_devices import own_token
+from provider_api.rest_digest import digested_view
 from provider_api.rest_errors import app_of, context, json_response
-from schemas.errors import BadMessageId, BadRequestParams, NotFound
+from schemas.errors import BadMessageId, BadRequestParams
 from schemas.rest import NotificationView
 
 _CHANNEL = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -53,7 +54,7 @@ async def notification_status(request: web.Request) -> web.Response:
     # The store scopes the lookup by app: another app's id is simply not found.
     st = await ctx.core.store.status(app.app_id, apns_id.lower())
     if st is None:
-        raise NotFound("no such notification")
+        return json_response(await digested_view(ctx.core.store, app.app_id, apns_id.lower()))
     view = NotificationView(
         apns_id=st.apns_id,
         token=st.token,

@@ -24,10 +24,12 @@ class Status(str, enum.Enum):
     DISCARDED = "discarded"  # apns-expiration 0 and device not connected
     RELAYED = "relayed"  # handed to Apple (kind apns tokens)
     REJECTED = "rejected"  # Apple refused it (permanent reason)
+    DIGESTING = "digesting"  # held by the app's digest rule until its window ends
+    DIGESTED = "digested"  # folded into a summary push (gateway/digest.py)
 
     @property
     def terminal(self) -> bool:
-        return self is not Status.PENDING
+        return self is not Status.PENDING and self is not Status.DIGESTING
 
 
 class TokenKind(str, enum.Enum):

@@ -196,6 +196,7 @@ class NotificationView(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     reason: str | None
     timeline: list[TimelineEvent]
+    summary_apns_id: str | None = None  # digested: the summary push that stands for this one
 
 
 # --- decoding -----------------------------------------------------------------

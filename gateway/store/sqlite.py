@@ -48,6 +48,7 @@ from gateway.store.group_commit import (
 )
 from gateway.store.migrations import migrate_sqlite, queries
 from gateway.store.relay_rows import check_outcomes, to_relay_claim
+from gateway.store.schedules_store import SqliteSchedulesMixin
 from schemas.errors import StoreUnavailable
 from schemas.notification import (
     AcceptResult,
@@ -63,7 +64,7 @@ Q = queries("sqlite")
 T = TypeVar("T")
 
 
-class SqliteStore:
+class SqliteStore(SqliteSchedulesMixin):
     def __init__(
         self,
         path: str,

@@ -306,3 +306,85 @@ WHERE n.id = u.id AND n.status = 'pending';
 UPDATE notifications n SET not_before_ms = u.not_before_ms, lease_owner = NULL, lease_until_ms = 0
 FROM unnest($1::bigint[], $2::bigint[]) AS u(id, not_before_ms)
 WHERE n.id = u.id AND n.status = 'pending';
+
+-- ---------------------------------------------------------------------------
+-- Recurring schedules (020) and digests (021): gateway/store/schedules_store.py
+
+-- name: schedule_insert
+INSERT INTO schedules (schedule_id, app_id, target_kind, target, topic, push_type, priority, ttl_s, collapse_id,
+                       payloads, every_s, cron, timezone, next_slot_ms, next_index, paused, created_at_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+RETURNING *;
+
+-- name: schedule_get
+SELECT * FROM schedules WHERE app_id = $1 AND schedule_id = $2;
+
+-- name: schedule_list
+SELECT * FROM schedules WHERE app_id = $1 ORDER BY created_at_ms, schedule_id LIMIT $2;
+
+-- name: schedule_delete
+DELETE FROM schedules WHERE app_id = $1 AND schedule_id = $2;
+
+-- name: schedule_set_paused
+-- Resuming moves next_slot_ms to the first slot from now on (the worker
+-- computes it): slots that fell while paused are not caught up.
+UPDATE schedules SET paused = $3, next_slot_ms = coalesce($4, next_slot_ms), next_index = coalesce($5, next_index)
+WHERE app_id = $1 AND schedule_id = $2
+RETURNING *;
+
+-- name: schedule_due
+SELECT * FROM schedules WHERE NOT paused AND next_slot_ms <= $1 ORDER BY next_slot_ms LIMIT $2;
+
+-- name: schedule_advance
+-- Compare-and-set on next_slot_ms: of two workers firing one slot, one advances.
+UPDATE schedules
+SET next_slot_ms = $3, next_index = $4, last_slot_ms = coalesce($5, last_slot_ms),
+    fired = fired + $6, skipped = skipped + $7, last_error = $8
+WHERE schedule_id = $1 AND next_slot_ms = $2;
+
+-- name: digest_rule_set
+INSERT INTO digest_rules (app_id, window_s, max_priority, push_types, updated_at_ms)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (app_id) DO UPDATE
+SET window_s = EXCLUDED.window_s, max_priority = EXCLUDED.max_priority, push_types = EXCLUDED.push_types,
+    updated_at_ms = EXCLUDED.updated_at_ms
+RETURNING *;
+
+-- name: digest_rule_get
+SELECT * FROM digest_rules WHERE app_id = $1;
+
+-- name: digest_rule_delete
+DELETE FROM digest_rules WHERE app_id = $1;
+
+-- name: digest_item_insert
+-- An item joins the open window of its token, or opens one ending $11.
+INSERT INTO digest_items (app_id, apns_id, token, topic, device_id, kind, priority, payload, accepted_at_ms,
+                          window_end_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce(
+    (SELECT min(window_end_ms) FROM digest_items
+     WHERE app_id = $1 AND token = $3 AND summary_apns_id IS NULL AND window_end_ms > $9),
+    $10))
+ON CONFLICT (app_id, apns_id) DO NOTHING
+RETURNING *;
+
+-- name: digest_item_get
+SELECT * FROM digest_items WHERE app_id = $1 AND apns_id = $2;
+
+-- name: digest_due_tokens
+SELECT DISTINCT app_id, token FROM digest_items
+WHERE summary_apns_id IS NULL AND window_end_ms <= $1
+LIMIT $2;
+
+-- name: digest_window_items
+SELECT * FROM digest_items
+WHERE app_id = $1 AND token = $2 AND summary_apns_id IS NULL AND window_end_ms <= $3
+ORDER BY id;
+
+-- name: digest_mark
+UPDATE digest_items SET summary_apns_id = $2, summarized_at_ms = $3
+WHERE id = ANY($1::bigint[]) AND summary_apns_id IS NULL;
+
+-- name: digest_purge
+DELETE FROM digest_items WHERE id IN (
+    SELECT id FROM digest_items WHERE summary_apns_id IS NOT NULL AND summarized_at_ms < $1 LIMIT $2
+);

@@ -263,3 +263,80 @@ WHERE id IN (
 RETURNING id, apns_id, app_id, token, topic, payload, priority, push_type, expiration,
           collapse_id, device_id, kind, status, accepted_at_ms, relay_attempts,
           (SELECT t.environment FROM tokens t WHERE t.token = notifications.token) AS environment;
+-- ---------------------------------------------------------------------------
+-- Recurring schedules (020) and digests (021): gateway/store/schedules_store.py
+
+-- name: schedule_insert
+INSERT INTO schedules (schedule_id, app_id, target_kind, target, topic, push_type, priority, ttl_s, collapse_id,
+                       payloads, every_s, cron, timezone, next_slot_ms, next_index, paused, created_at_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+RETURNING *;
+
+-- name: schedule_get
+SELECT * FROM schedules WHERE app_id = ?1 AND schedule_id = ?2;
+
+-- name: schedule_list
+SELECT * FROM schedules WHERE app_id = ?1 ORDER BY created_at_ms, schedule_id LIMIT ?2;
+
+-- name: schedule_delete
+DELETE FROM schedules WHERE app_id = ?1 AND schedule_id = ?2;
+
+-- name: schedule_set_paused
+UPDATE schedules SET paused = ?3, next_slot_ms = coalesce(?4, next_slot_ms), next_index = coalesce(?5, next_index)
+WHERE app_id = ?1 AND schedule_id = ?2
+RETURNING *;
+
+-- name: schedule_due
+SELECT * FROM schedules WHERE paused = 0 AND next_slot_ms <= ?1 ORDER BY next_slot_ms LIMIT ?2;
+
+-- name: schedule_advance
+UPDATE schedules
+SET next_slot_ms = ?3, next_index = ?4, last_slot_ms = coalesce(?5, last_slot_ms),
+    fired = fired + ?6, skipped = skipped + ?7, last_error = ?8
+WHERE schedule_id = ?1 AND next_slot_ms = ?2;
+
+-- name: digest_rule_set
+INSERT INTO digest_rules (app_id, window_s, max_priority, push_types, updated_at_ms)
+VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (app_id) DO UPDATE
+SET window_s = excluded.window_s, max_priority = excluded.max_priority, push_types = excluded.push_types,
+    updated_at_ms = excluded.updated_at_ms
+RETURNING *;
+
+-- name: digest_rule_get
+SELECT * FROM digest_rules WHERE app_id = ?1;
+
+-- name: digest_rule_delete
+DELETE FROM digest_rules WHERE app_id = ?1;
+
+-- name: digest_item_insert
+INSERT INTO digest_items (app_id, apns_id, token, topic, device_id, kind, priority, payload, accepted_at_ms,
+                          window_end_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, coalesce(
+    (SELECT min(window_end_ms) FROM digest_items
+     WHERE app_id = ?1 AND token = ?3 AND summary_apns_id IS NULL AND window_end_ms > ?9),
+    ?10))
+ON CONFLICT (app_id, apns_id) DO NOTHING
+RETURNING *;
+
+-- name: digest_item_get
+SELECT * FROM digest_items WHERE app_id = ?1 AND apns_id = ?2;
+
+-- name: digest_due_tokens
+SELECT DISTINCT app_id, token FROM digest_items
+WHERE summary_apns_id IS NULL AND window_end_ms <= ?1
+LIMIT ?2;
+
+-- name: digest_window_items
+SELECT * FROM digest_items
+WHERE app_id = ?1 AND token = ?2 AND summary_apns_id IS NULL AND window_end_ms <= ?3
+ORDER BY id;
+
+-- name: digest_mark
+UPDATE digest_items SET summary_apns_id = ?2, summarized_at_ms = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND summary_apns_id IS NULL;
+
+-- name: digest_purge
+DELETE FROM digest_items WHERE id IN (
+    SELECT id FROM digest_items WHERE summary_apns_id IS NOT NULL AND summarized_at_ms < ?1 LIMIT ?2
+);
