@@ -12,12 +12,12 @@ from gateway.store.sqlite import SqliteStore
 
 TABLES = {
     "schema_migrations", "teams", "apps", "provider_keys", "api_keys", "devices", "tokens", "subscriptions",
-    "notifications", "feedback", "webhooks", "webhook_jobs",
+    "notifications", "feedback", "webhooks", "webhook_jobs", "schedules", "digest_rules", "digest_items",
 }  # fmt: skip
 INDEXES = {
     "notifications_backlog", "notifications_token_pending", "notifications_collapse", "notifications_expiry",
     "notifications_relay", "notifications_purge", "tokens_device", "feedback_app", "webhook_jobs_due",
-    "notifications_pending_accepted", "notifications_pending_due",
+    "notifications_pending_accepted", "notifications_pending_due", "schedules_due", "digest_items_open",
 }  # fmt: skip
 
 
@@ -39,6 +39,7 @@ async def test_postgres_schema_and_idempotent_reopen(pg_dsn: str) -> None:
     assert "WHERE" in indexes["notifications_backlog"] and "priority DESC" in indexes["notifications_backlog"]
     assert versions == [m.version for m in migrations("postgres")]
     assert versions[:3] == [1, 2, 3] and 10 in versions  # 010: relay attempts (bridge)
+    assert {20, 21} <= set(versions)  # 020, 021: schedules, digests
     assert has_fn == 1
 
 
@@ -66,5 +67,6 @@ async def test_sqlite_schema_and_idempotent_reopen(sqlite_path: str) -> None:
     assert INDEXES <= set(indexes)
     assert versions == [m.version for m in migrations("sqlite")]
     assert versions[:2] == [1, 2] and 10 in versions  # 010: relay attempts (bridge)
+    assert {20, 21} <= set(versions)  # 020, 021: schedules, digests
     assert journal == "wal"
     assert "notifications_backlog" in plan
