@@ -112,3 +112,33 @@ async def test_batch_sends_are_digested_item_by_item(rest: Rest) -> None:
     status, body = await rest.call("POST", "/api/v1/send/batch", {"notifications": items})
     assert status == 200 and [r["status"] for r in body["results"]] == ["digesting", "pending", "digesting"]
     assert [p["aps"]["alert"] for p in await _backlog(rest, device_id)] == ["n1"]
+
+
+async def test_http2_sends_go_through_the_rule_too(pg_dsn: str, redis_url: str) -> None:
+    from gateway.store.schedules_store import DigestRule
+    from tests.integration.h2_helpers import PROD_TOKEN, H2Client, gateway, new_id, push_headers
+
+    async with gateway(pg_dsn, redis_url) as gw:
+        plain = gw.core.engine
+        gw.core.engine = DigestGate(plain, gw.core.store)  # type: ignore[assignment]
+        rule = DigestRule(app_id=gw.app_id, window_s=WINDOW_S, max_priority=5, push_types=("alert",))
+        await gw.core.store.set_digest_rule(rule)
+        client = await H2Client.connect(gw.port)
+        try:
+            held, sent = new_id(), new_id()
+            for apns_id, priority in ((held, "5"), (sent, "10")):
+                resp = await client.request(
+                    f"/3/device/{PROD_TOKEN}", push_headers(gw.jwt(), apns_id=apns_id, apns_priority=priority)
+                )
+                assert resp.status == 200
+        finally:
+            client.close()
+        assert await gw.core.store.status(gw.app_id, sent) is not None
+        assert await gw.core.store.status(gw.app_id, held) is None  # not a notification (yet)
+        item = await gw.core.store.get_digest_item(gw.app_id, held)
+        assert item is not None and item.kind == "apns" and item.summary_apns_id is None
+        end = int(time.time() * 1000) + WINDOW_S * 1000 + 1000
+        assert await DigestWorker(gw.core.store, plain).run_once(end) == 1
+        summary = summary_for([item])
+        st = await gw.core.store.status(gw.app_id, summary.apns_id)
+        assert st is not None and st.token == PROD_TOKEN  # relayed to Apple like any apns-kind push

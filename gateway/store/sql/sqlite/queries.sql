@@ -263,6 +263,7 @@ WHERE id IN (
 RETURNING id, apns_id, app_id, token, topic, payload, priority, push_type, expiration,
           collapse_id, device_id, kind, status, accepted_at_ms, relay_attempts,
           (SELECT t.environment FROM tokens t WHERE t.token = notifications.token) AS environment;
+
 -- ---------------------------------------------------------------------------
 -- Recurring schedules (020) and digests (021): gateway/store/schedules_store.py
 
