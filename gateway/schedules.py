@@ -116,11 +116,14 @@ class ScheduleRunner(_Periodic):
 
     name = "schedules"
 
-    def __init__(self, store: Any, engine: Any, *, interval_s: float = 1.0, catch_up_s: int = 300) -> None:
+    def __init__(
+        self, store: Any, engine: Any, *, interval_s: float = 1.0, catch_up_s: int = 300, batch: int = 100
+    ) -> None:
         self.store = store
         self.engine = engine
         self.interval_s = interval_s
         self.catch_up_ms = catch_up_s * 1000
+        self.batch = batch
 
     async def tick(self) -> None:
         await self.run_once()
@@ -129,14 +132,19 @@ class ScheduleRunner(_Periodic):
         """Fire every due schedule once; returns the number of slots fired."""
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         fired = 0
-        for s in await self.store.due_schedules(now_ms):
-            try:
-                fired += await self.fire(s, now_ms)
-            except ServiceUnavailable:
-                raise  # the store is down: the loop retries on the next tick
-            except Exception:  # one broken schedule must not starve the others
-                log.exception("schedule %s failed", s.schedule_id)
-        return fired
+        seen: set[str] = set()
+        while True:  # page through everything due now, so a busy tick does not delay the rest a tick
+            due = [s for s in await self.store.due_schedules(now_ms, self.batch) if s.schedule_id not in seen]
+            for s in due:
+                seen.add(s.schedule_id)
+                try:
+                    fired += await self.fire(s, now_ms)
+                except ServiceUnavailable:
+                    raise  # the store is down: the loop retries on the next tick
+                except Exception:  # one broken schedule must not starve the others
+                    log.exception("schedule %s failed", s.schedule_id)
+            if not due:
+                return fired
 
     async def fire(self, s: Schedule, now_ms: int) -> int:
         latest, index, count, nxt = due_slots(s, now_ms)

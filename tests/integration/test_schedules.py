@@ -193,3 +193,14 @@ async def test_schedule_to_a_dead_token_records_why(rest: Rest) -> None:
     await ScheduleRunner(rest.core.store, rest.core.engine).run_once(start)
     status, view = await rest.call("GET", f"/api/v1/schedules/{sid}")
     assert status == 200 and view["last_error"] == "Unregistered" and view["next_slot_ms"] == start + 60_000
+
+
+async def test_a_tick_fires_every_due_schedule_beyond_one_page(rest: Rest) -> None:
+    device_id, token = await rest.device_with_token()
+    start = _start()
+    for i in range(5):
+        body = {"token": token, "payload": {"aps": {"alert": f"s{i}"}}, "every_s": 60, "start_at_ms": start}
+        await _create(rest, body)
+    runner = ScheduleRunner(rest.core.store, rest.core.engine, batch=2)
+    assert await runner.run_once(start) == 5
+    assert len(await _payloads_in_backlog(rest, device_id, start)) == 5
