@@ -24,7 +24,10 @@ Token = Annotated[str, msgspec.Meta(min_length=2, max_length=200, pattern="^[0-9
 RequestId = Annotated[str, msgspec.Meta(max_length=64)]
 #: A single ack frame may carry at most this many ids (bounded work per frame).
 MAX_ACK_IDS = 1024
-AckIds = Annotated[list[int], msgspec.Meta(max_length=MAX_ACK_IDS)]
+#: Notification ids are BIGINT serials (1 .. 2**63-1): an id outside that range
+#: would make the shard's batched ack statement fail for every device in it.
+NotificationId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+AckIds = Annotated[list[NotificationId], msgspec.Meta(max_length=MAX_ACK_IDS)]
 
 
 # --- close codes (docs/protocol.md, "Close codes") ----------------------------

@@ -36,6 +36,7 @@ from connection_server.frames import Close
 from gateway.apns_bridge.invalidation import token_invalidated
 from gateway.bus import messages as m
 from gateway.config import Config
+from gateway.tls import server_context
 from schemas.errors import PushgwError
 from schemas.notification import Environment
 
@@ -75,6 +76,25 @@ class _Conn:
         self.drain_task: asyncio.Task[None] | None = None
 
 
+class _BoundedConnection(ServerConnection):
+    """Drops a peer that keeps sending while it reads nothing.
+
+    websockets answers every ping with a pong written straight to the
+    transport, so a client flooding pings without reading would grow the
+    shard's write buffer without bound.  Past ``write_cap`` the socket is
+    aborted (no close frame: the peer is not reading it anyway).
+    """
+
+    write_cap = 256 * 1024
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport.get_write_buffer_size() > self.write_cap:
+            transport.abort()
+            return
+        super().data_received(data)
+
+
 class ShardServer:
     def __init__(self, cfg: Config, core: Core) -> None:
         self.cfg = cfg
@@ -109,6 +129,8 @@ class ShardServer:
             ping_interval=None,
             close_timeout=2,
             process_request=_check_path,
+            ssl=server_context(cfg),
+            create_connection=type("ShardConnection", (_BoundedConnection,), {"write_cap": self._write_cap}),
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         await self.core.bus.subscribe(cfg.shard_id, self._on_message, self._on_resubscribed)
@@ -144,7 +166,8 @@ class ShardServer:
                 await task
 
     def describe(self) -> list[str]:
-        return [f"device WebSocket  ws://{self.cfg.host}:{self.port}{CONNECT_PATH}  (shard {self.cfg.shard_id})"]
+        scheme = "wss" if self.cfg.tls_cert else "ws"
+        return [f"device WebSocket  {scheme}://{self.cfg.host}:{self.port}{CONNECT_PATH}  (shard {self.cfg.shard_id})"]
 
     @property
     def connections(self) -> int:
@@ -168,16 +191,28 @@ class ShardServer:
                 async with asyncio.timeout(self.cfg.hello_timeout_s):
                     first = await ws.recv()
             except TimeoutError:
-                self._apply(conn, conn.session.hello_timeout())
+                # Awaited here, not spawned: returning from the handler first
+                # would let websockets close with 1000 instead of 4003.
+                for a in conn.session.hello_timeout():
+                    if isinstance(a, s.CloseConn):
+                        await ws.close(a.code, a.reason)
                 return
-            await self._run(conn, conn.session.receive(first))
+            await self._run(conn, self._receive(conn, first))
             while True:  # not ``async for``: its async generator is ~260 bytes per socket
                 data = await ws.recv()
-                await self._run(conn, conn.session.receive(data))
+                await self._run(conn, self._receive(conn, data))
         except ConnectionClosed:
             pass
         finally:
             await self._cleanup(conn)
+
+    @staticmethod
+    def _receive(conn: _Conn, data: str | bytes) -> list[s.Action]:
+        # The protocol is JSON text frames (docs/protocol.md); websockets
+        # returns a binary frame as bytes.
+        if isinstance(data, bytes):
+            return conn.session.refuse("binary frame")
+        return conn.session.receive(data)
 
     async def _run(self, conn: _Conn, actions: list[s.Action]) -> None:
         """Execute actions, awaiting the store calls that answer a frame."""

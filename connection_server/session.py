@@ -327,6 +327,10 @@ class Session:
             return self._close(f.Close.REPLACED, "replaced by a newer connection")
         return []
 
+    def refuse(self, reason: str) -> list[Action]:
+        """A frame the driver rejected before decoding (a binary frame)."""
+        return self._close(f.Close.BAD_FRAME, reason)
+
     def too_slow(self) -> list[Action]:
         return self._close(f.Close.TOO_SLOW, "too slow")
 

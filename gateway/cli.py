@@ -148,10 +148,14 @@ class GatewayProcess:
         add_ops_routes(app, cfg, core)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, cfg.host, cfg.rest_port, reuse_port=not cfg.embedded)
+        from gateway.tls import server_context
+
+        tls = server_context(cfg)
+        site = web.TCPSite(runner, cfg.host, cfg.rest_port, reuse_port=not cfg.embedded, ssl_context=tls)
         await site.start()
         self._stoppers.insert(0, runner.cleanup)
-        self._lines.append(f"  REST API, health, metrics  http://{cfg.host}:{cfg.rest_port}/  (docs at /docs)")
+        scheme = "https" if tls else "http"
+        self._lines.append(f"  REST API, health, metrics  {scheme}://{cfg.host}:{cfg.rest_port}/  (docs at /docs)")
 
         if "provider" in self.roles:
             from provider_api.h2_server import H2Listener
