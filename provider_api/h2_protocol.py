@@ -18,6 +18,11 @@ complete requests and responses into bytes; ``h2_server`` feeds it from an
   h2's HPACK decoder; bodies are buffered only up to ``max_body`` bytes
   (or a larger ``content-length`` is seen), then answered 413
   ``PayloadTooLarge`` and the stream is reset.
+* **Bounded work.**  A stream reset by the peer while its request is being
+  handled keeps its slot until the handler ends, and so does an answer held
+  back by a closed flow-control window; a peer that resets more than
+  ``RESET_BUDGET`` requests and more than it lets us answer (rapid reset,
+  CVE-2023-44487) gets GOAWAY(ENHANCE_YOUR_CALM).
 * **Flow control.**  Received DATA is acknowledged at once (the body is
   bounded, so the window can be reopened safely); response bodies wait for
   ``WindowUpdated`` when the peer's window is closed.
@@ -56,6 +61,9 @@ from provider_api.submit import new_apns_id
 from schemas.errors import PayloadTooLarge, PushgwError
 
 MAX_HEADER_LIST_SIZE = 8000  # what Apple advertises (shared/APNS.md section 6)
+#: Requests the peer may reset mid-flight before resets must stay below answers
+#: (rapid reset, CVE-2023-44487): past it the connection gets ENHANCE_YOUR_CALM.
+RESET_BUDGET = 100
 JSON_CT = (b"content-type", b"application/json")
 _STATUS = {code: (b":status", str(code).encode()) for code in (200, 400, 403, 404, 405, 410, 413, 429, 500, 503)}
 # Request pseudo-headers (RFC 9113 8.3.1); all but :authority are required.
@@ -176,6 +184,10 @@ class H2ServerConnection:
         self._waiting: collections.deque[Request] = collections.deque()  # complete, not dispatched
         self._dispatched = 0
         self._outbound: dict[int, bytes] = {}  # response bodies blocked by flow control
+        self._running: set[int] = set()  # dispatched, not yet answered
+        self._orphaned: set[int] = set()  # dispatched, then reset by the peer: the work still runs
+        self._peer_resets = 0
+        self._answered = 0
         self.last_stream_id = 0  # highest stream whose request we took
 
     # -- lifecycle -----------------------------------------------------------
@@ -251,7 +263,7 @@ class H2ServerConnection:
                 stream.request.body = bytes(stream.body)
                 self._waiting.append(stream.request)
         elif isinstance(event, StreamReset):
-            self._forget(event.stream_id)
+            self._on_reset(event.stream_id)
         elif isinstance(event, WindowUpdated):
             self._flush_outbound()
         elif isinstance(event, SettingsAcknowledged):
@@ -265,7 +277,11 @@ class H2ServerConnection:
     def _on_request(self, event: RequestReceived) -> None:
         sid = event.stream_id
         assert sid is not None
-        if self.draining or len(self._streams) >= self._limit:
+        # Streams whose work or answer is still pending count against the
+        # limit: reset-but-running handlers (rapid reset) and answers held
+        # back by a closed flow-control window (a peer that never reads).
+        busy = len(self._streams) + len(self._orphaned) + len(self._outbound)
+        if self.draining or busy >= self._limit:
             self._reset(sid, ErrorCodes.REFUSED_STREAM)
             return
         pseudo: dict[bytes, bytes] = {}
@@ -316,6 +332,18 @@ class H2ServerConnection:
         if len(stream.body) > self.max_body:
             self._too_large(sid)
 
+    def _on_reset(self, sid: int | None) -> None:
+        if sid is None:
+            return
+        if sid in self._streams:
+            self._peer_resets += 1
+            if sid in self._running:
+                self._orphaned.add(sid)
+        self._forget(sid)
+        if self._peer_resets > RESET_BUDGET and self._peer_resets > self._answered and not self.closed:
+            self.closed = True
+            self.h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.last_stream_id)
+
     def _too_large(self, sid: int) -> None:
         stream = self._streams[sid]
         apns_id = echo_id(_header(stream.request.headers, "apns-id"))
@@ -329,7 +357,9 @@ class H2ServerConnection:
         """Dispatch waiting requests: all if authenticated, else one at a time."""
         ready: list[Request] = []
         while self._waiting and (self.authenticated or self._dispatched == 0):
-            ready.append(self._waiting.popleft())
+            request = self._waiting.popleft()
+            ready.append(request)
+            self._running.add(request.stream_id)
             self._dispatched += 1
         return ready
 
@@ -337,7 +367,10 @@ class H2ServerConnection:
     def respond(self, stream_id: int, status: int, apns_id: str, body: bytes = b"") -> list[Request]:
         """Answer a dispatched request; returns requests released by it."""
         self._dispatched -= 1
+        self._running.discard(stream_id)
+        self._orphaned.discard(stream_id)
         if self._streams.pop(stream_id, None) is not None and not self.closed:
+            self._answered += 1
             self._send(stream_id, status, apns_id, body, track=True)
         return self._pump()
 

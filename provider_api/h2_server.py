@@ -64,6 +64,10 @@ class _Shared:
         self.draining = False
 
 
+#: Seconds a connection closed for a protocol error keeps draining its input.
+LINGER_S = 1.0
+
+
 class H2Protocol(asyncio.Protocol):
     def __init__(self, shared: _Shared) -> None:
         self.shared = shared
@@ -88,17 +92,19 @@ class H2Protocol(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        if self.conn.closed:
+            return  # lingering after our GOAWAY: discard
         try:
             ready = self.conn.receive(data)
         except ProtocolError as exc:
             log.debug("h2 protocol error, closing: %s", exc)
             self._flush()
-            self._close()
+            self._linger_close()
             return
         self._dispatch(ready)
         self._flush()
         if self.conn.closed:
-            self._close()
+            self._linger_close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.shared.connections.discard(self)
@@ -188,6 +194,17 @@ class H2Protocol(asyncio.Protocol):
     def _close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    def _linger_close(self) -> None:
+        """Close after a GOAWAY for an error, reading (and dropping) input for a
+        moment: closing a socket with unread input sends a TCP reset, which
+        would destroy the GOAWAY before a peer still sending could read it."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_S, transport.close)
 
     def _goaway(self) -> None:
         self.conn.goaway()

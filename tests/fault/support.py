@@ -342,18 +342,23 @@ class Sender:
         self._stop.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def retry_unanswered(self, timeout: float = 20.0) -> int:
-        """Resend every unanswered request with the same apns-id until it gets a status."""
+    async def retry_unanswered(self, timeout: float = 60.0) -> int:
+        """Resend every unanswered request with the same apns-id until it gets a status
+        (``concurrency`` at a time, as the sender itself did)."""
         todo, self.ledger.unanswered = self.ledger.unanswered, []
         deadline = time.monotonic() + timeout
         n = len(todo)
-        async with aiohttp.ClientSession(headers={"X-API-Key": self.cluster.api_key}) as http:
+
+        async def retry(http: aiohttp.ClientSession) -> None:
             while todo:
                 assert time.monotonic() < deadline, f"{len(todo)} requests never answered"
                 dev, apns_id = todo.pop()
                 if await self.send_one(http, dev, apns_id) is None:
                     todo.append(self.ledger.unanswered.pop())
                     await asyncio.sleep(0.1)
+
+        async with aiohttp.ClientSession(headers={"X-API-Key": self.cluster.api_key}) as http:
+            await asyncio.gather(*(retry(http) for _ in range(self.concurrency)))
         return n
 
 
