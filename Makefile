@@ -42,6 +42,15 @@ bench-provider: $(STAMP)
 bench-bridge: $(STAMP)
 	scripts/with-test-services.sh $(BIN)/python -m loadtest bridge
 
+## The fault and abuse suites at larger sizes (PUSHGW_FAULT_SCALE multiplies every size;
+## PUSHGW_FAULT_<NAME> sets one, see tests/fault/sizes.py). Prints one FAULT line per scenario.
+FAULT_SCALE ?= 8
+bench-faults: $(STAMP)
+	rm -f .fault-report.txt
+	PUSHGW_FAULT_SCALE=$(FAULT_SCALE) PUSHGW_FAULT_REPORT=$(CURDIR)/.fault-report.txt \
+		scripts/with-test-services.sh $(BIN)/python -m pytest tests/fault tests/abuse -q
+	@echo "--- fault scenarios at scale $(FAULT_SCALE) ---"; cat .fault-report.txt
+
 ## The load-test harness: connect, online, offline-drain, fan-out, mixed; Mosquitto side by side;
 ## JSON + HTML under loadtest/results/, figures into BENCHMARKS.md.  Larger: HARNESS_ARGS="--size large".
 bench-harness: $(STAMP)

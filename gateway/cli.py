@@ -186,9 +186,11 @@ class GatewayProcess:
             repair.start()
             self._stoppers.insert(0, repair.stop)
             bridge = BridgeSender(cfg, core.store)
+            hooks = WebhookWorker(core.store)
+            if cfg.worker_lease_s:  # faster takeover of a killed worker's claims
+                bridge.lease_ms = hooks.lease_ms = cfg.worker_lease_s * 1000
             await bridge.start()
             self._stoppers.insert(0, bridge.stop)
-            hooks = WebhookWorker(core.store)
             await hooks.start()
             self._stoppers.insert(0, hooks.stop)
             from gateway.digest import DigestWorker

@@ -71,6 +71,9 @@ class Config:
     apns_port: int = 443
     apns_ca_file: str = ""  # extra CA for a test server standing in for Apple
     apns_max_attempts: int = 12  # relay attempts per notification before it is rejected
+    # Claims of relay rows and webhook jobs expire after this; a killed worker's
+    # claimed work is taken over then.  0 = the senders' defaults (120 s / 60 s).
+    worker_lease_s: int = 0
 
     # -- schedules and digests ------------------------------------------------
     schedule_tick_s: float = 1.0  # how often the worker looks for due schedule slots

@@ -63,6 +63,12 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
+#: Libraries whose debug output carries request paths, headers and frames
+#: (device tokens in ``:path``, secrets in frames): never below INFO, whatever
+#: ``log_level`` says; ``per_module`` can still lower one on purpose.
+WIRE_LOGGERS = ("hpack", "h2", "websockets", "aiohttp.access", "aiohttp.server", "asyncpg", "redis")
+
+
 def setup_logging(level: str = "info", fmt: str = "console", per_module: dict[str, str] | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
@@ -70,5 +76,7 @@ def setup_logging(level: str = "info", fmt: str = "console", per_module: dict[st
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in WIRE_LOGGERS:
+        logging.getLogger(name).setLevel(max(root.level, logging.INFO))
     for name, lvl in (per_module or {}).items():
         logging.getLogger(name).setLevel(lvl.upper())

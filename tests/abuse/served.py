@@ -8,6 +8,8 @@ shows.  Its output goes to a file so that a test can read every log line.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import signal
@@ -16,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +138,19 @@ class Served:
             assert r.status == 201, await r.text()
             token = (await r.json())["token"]
         return dev["device_id"], dev["secret"], token
+
+
+async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``check`` (plain or async) until it is true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ok = check()
+        if inspect.isawaitable(ok):
+            ok = await ok
+        if ok:
+            return
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.02)
 
 
 def client_ssl(cafile: str, alpn: list[str] | None = None) -> ssl.SSLContext:

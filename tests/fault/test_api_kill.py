@@ -12,9 +12,10 @@ import time
 
 import aiohttp
 
+from tests.fault.sizes import size
 from tests.fault.support import Cluster, Ledger, Sender, report, settle
 
-DEVICES = 8
+DEVICES = size("api_kill_devices", 8)
 KILLS = 2
 
 

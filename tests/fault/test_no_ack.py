@@ -6,10 +6,11 @@ import asyncio
 
 import aiohttp
 
+from tests.fault.sizes import size
 from tests.fault.support import Cluster, Ledger, Sender, eventually, report, settle, store_rows
 
-DEVICES = 6
-PUSHES = 10  # per device
+DEVICES = size("no_ack_devices", 6)
+PUSHES = size("no_ack_pushes", 10)  # per device
 
 
 async def test_unacked_pushes_are_redelivered_on_reconnect(cluster: Cluster) -> None:

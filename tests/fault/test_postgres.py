@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tests.fault.sizes import size
 from tests.fault.support import Cluster, Ledger, Sender, ensure_services, eventually, pg_start, pg_stop, report, settle
 
-DEVICES = 8
+DEVICES = size("postgres_devices", 8)
 DOWN_S = 3.0
 
 

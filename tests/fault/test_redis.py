@@ -13,6 +13,7 @@ import uuid
 
 import aiohttp
 
+from tests.fault.sizes import size
 from tests.fault.support import (
     Cluster,
     Device,
@@ -28,7 +29,7 @@ from tests.fault.support import (
     settle,
 )  # fmt: skip
 
-DEVICES = 12
+DEVICES = size("redis_devices", 12)
 DOWN_S = {"stop": 5.0, "kill": 1.0}
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tests.fault.sizes import size
 from tests.fault.support import Cluster, Ledger, Sender, eventually, report, settle
 
-DEVICES = 16
+DEVICES = size("shard_kill_devices", 16)
 KILLS = 3
 
 
