@@ -31,6 +31,7 @@ class Victim:
     apns_id: str  # a notification A sent
     user_id: str
     channel: str
+    schedule_id: str  # a recurring schedule of A's on its token
 
 
 @pytest.fixture
@@ -59,7 +60,12 @@ async def _victim(gw: Gateway) -> Victim:
     status, body = await gw.call("POST", "/api/v1/send", a, {"token": tok["token"], "topic": gw.a.bundle,
                                                                "apns_id": apns_id, "payload": {"aps": {}}})  # fmt: skip
     assert status == 200, body
-    return Victim(device_id, tok["token"], apns_token, gone["token"], apns_id, "alice", channel)
+    status, sched = await gw.call("POST", "/api/v1/schedules", a,
+                                  {"token": tok["token"], "payload": {"aps": {}}, "every_s": 3600})  # fmt: skip
+    assert status == 201, sched
+    status, body = await gw.call("PUT", "/api/v1/digest", a, {"window_s": 60})
+    assert status in (200, 201), body
+    return Victim(device_id, tok["token"], apns_token, gone["token"], apns_id, "alice", channel, sched["schedule_id"])
 
 
 def _payload(v: Victim, topic: str) -> dict[str, Any]:
@@ -73,7 +79,8 @@ def _object(method: str, path: str, json: Any = None) -> Attack:
     """B names one of A's objects: it must look like it does not exist."""
 
     async def attack(gw: Gateway, v: Victim) -> tuple[int, Any]:
-        status, body = await gw.call(method, path.format(v=v), gw.b.key, json)
+        body_in = {k: (x.format(v=v) if isinstance(x, str) else x) for k, x in json.items()} if json else json
+        status, body = await gw.call(method, path.format(v=v), gw.b.key, body_in)
         assert status in (400, 403, 404), (method, path, status, body)
         return status, body
 
@@ -85,9 +92,9 @@ def _collection(method: str, path: str, json: Any = None) -> Attack:
 
     async def attack(gw: Gateway, v: Victim) -> tuple[int, Any]:
         status, body = await gw.call(method, path, gw.b.key, json)
-        assert status in (200, 201), (method, path, status, body)
+        assert status in (200, 201, 204, 404), (method, path, status, body)  # 404: B has none
         text = str(body)
-        for secret in (v.device_id, v.token, v.apns_token, v.gone_token, v.apns_id):
+        for secret in (v.device_id, v.token, v.apns_token, v.gone_token, v.apns_id, v.schedule_id):
             assert secret not in text, (method, path, body)
         return status, body
 
@@ -125,6 +132,19 @@ ATTACKS: dict[tuple[str, str], Attack] = {
     ("POST", "/api/v1/tokens/apns"): _object(
         "POST", "/api/v1/tokens/apns", {"token": "ab" * 32, "topic": "com.example.beta"}
     ),
+    ("GET", "/api/v1/schedules/{schedule_id}"): _object("GET", "/api/v1/schedules/{v.schedule_id}"),
+    ("DELETE", "/api/v1/schedules/{schedule_id}"): _object("DELETE", "/api/v1/schedules/{v.schedule_id}"),
+    ("POST", "/api/v1/schedules/{schedule_id}/pause"): _object("POST", "/api/v1/schedules/{v.schedule_id}/pause"),
+    ("POST", "/api/v1/schedules/{schedule_id}/resume"): _object("POST", "/api/v1/schedules/{v.schedule_id}/resume"),
+    # A schedule of B's aimed at A's token is refused like a send.
+    ("POST", "/api/v1/schedules"): _object(
+        "POST", "/api/v1/schedules", {"token": "{v.token}", "payload": {"aps": {}}, "every_s": 3600}
+    ),
+    ("GET", "/api/v1/schedules"): _collection("GET", "/api/v1/schedules"),
+    # The digest rule is per app: B reads, sets and deletes its own.
+    ("GET", "/api/v1/digest"): _collection("GET", "/api/v1/digest"),
+    ("PUT", "/api/v1/digest"): _collection("PUT", "/api/v1/digest", {"window_s": 5}),
+    ("DELETE", "/api/v1/digest"): _collection("DELETE", "/api/v1/digest"),
     ("POST", "/api/v1/devices/register"): _collection("POST", "/api/v1/devices/register", {}),
     ("GET", "/api/v1/feedback"): _collection("GET", "/api/v1/feedback"),
     ("GET", "/api/v1/webhooks/deliveries"): _collection("GET", "/api/v1/webhooks/deliveries"),
@@ -169,6 +189,10 @@ async def test_another_app_cannot_touch_or_see_our_resources(gw: Gateway) -> Non
     token = await gw.store.get_token(v.apns_token)
     assert token is not None and token.app_id == gw.a.app_id, "A's relayed token still belongs to A"
     assert (await gw.store.get_token(v.token)).app_id == gw.a.app_id  # type: ignore[union-attr]
+    status, sched = await gw.call("GET", f"/api/v1/schedules/{v.schedule_id}", a)
+    assert status == 200 and sched["paused"] is False, sched
+    status, rule = await gw.call("GET", "/api/v1/digest", a)
+    assert status == 200 and rule["window_s"] == 60, rule
     subs = await gw.store.channel_tokens(gw.a.app_id, v.channel)
     assert [t.token for t in subs] == [v.token], "A's subscription survives B's unsubscribe"
 
