@@ -1,12 +1,21 @@
 """Bridge benchmark: relayed notifications/s to the strict mock of Apple over TLS h2.
 
-``python -m loadtest bridge [--n 20000] [--connections 4] [--streams 1000] [--store sqlite|postgres|none]``
+``python -m loadtest bridge [--n 10000] [--connections 4] [--streams 500] [--store sqlite|postgres|none]
+[--no-aioapns]``
 
-The mock runs in its own process (as Apple would be elsewhere).  Phase 1
-(``client``) drives the pool directly with every stream slot busy; phase 2
-(``sender``) accepts N kind-apns notifications into the store and times the
-BridgeSender from start until every row is ``relayed``.  PostgreSQL needs
-TEST_PG_DSN (``make bench-bridge`` provides it).
+The mock runs in its own process (as Apple would be elsewhere), in its cheap
+mode (no h2 header validation, no Huffman) so it does not cap what it
+measures.  Phases, all against the same mock in one run:
+
+1. ``client``: our pool driven directly with every stream slot busy;
+2. ``aioapns``: the same load through aioapns 4.0 (the issue's reference);
+3. ``sender``: N kind-apns notifications accepted into the store, timed from
+   BridgeSender start until every row is ``relayed``.
+
+Each phase prints wall-clock req/s and CPU per request of our process, the
+mock and (phase 3) PostgreSQL: on a shared machine the wall-clock figure is
+noise, the CPU figures and the ratios within one run are not.  PostgreSQL
+needs TEST_PG_DSN (``make bench-bridge`` provides it).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import Any
 
 import uvloop
 
+from gateway.apns_bridge.client import RequestHeader
 from gateway.apns_bridge.pool import ConnectionPool, make_ssl_context
 from gateway.apns_bridge.signer import ProviderTokenSigner
 from tests.bridge.certs import make_p8, make_self_signed
@@ -32,14 +42,14 @@ TEAM, KID, TOPIC = "TEAM123456", "KEY1234567", "com.example.bench"
 TOKENS = [f"{i:064x}" for i in range(1, 101)]
 
 
-def _mock_process(cert: str, key: str, public: str, streams: int, port_q: mp.Queue, stop: mp.Event, cpu: Any) -> None:  # type: ignore[type-arg]
+def _mock_process(cert: str, key: str, public: str, streams: int, port_q: Any, stop: Any, cpu: Any) -> None:
     async def run() -> None:
         apple = MockApple(cert, key, cheap=True)
         apple.add_key(KID, TEAM, public)
         apple.max_streams = streams
         for t in TOKENS:
             apple.add_token(t, TOPIC)
-        apple.answered = _Discard()  # type: ignore[assignment]
+        apple.answered = _Discard()
         port_q.put(await apple.start())
         while not stop.is_set():
             cpu.value = time.process_time()  # read by the parent for CPU per request
@@ -69,11 +79,61 @@ class CpuMeter:
         self.ours = time.process_time() - self.ours0
         self.mock = self._mock.value - self.mock0
 
+    store: float | None = None  # PostgreSQL's CPU seconds, when measured
+
     def per_request_us(self, n: int) -> str:
-        return f"CPU per request: ours {self.ours / n * 1e6:,.0f} us, mock {self.mock / n * 1e6:,.0f} us"
+        text = f"CPU per request: ours {self.ours / n * 1e6:,.0f} us, mock {self.mock / n * 1e6:,.0f} us"
+        if self.store is not None:
+            text += f", PostgreSQL {self.store / n * 1e6:,.0f} us"
+        return text
 
 
-class _Discard(list):  # type: ignore[type-arg]
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # the process ended
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _ppid(pid: int | str) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+
+
+def _server_processes(backend_pid: int) -> list[int]:
+    """The postmaster of ``backend_pid`` and all its children (backends, WAL writer, ...)."""
+    postmaster = _ppid(backend_pid)
+    assert postmaster is not None
+    children = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and _ppid(e.name) == postmaster]
+    return [postmaster, *children]
+
+
+class PostgresCpu:
+    """CPU seconds of the PostgreSQL server (postmaster and all its children) the store uses."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.pids: list[int] = []
+
+    async def find(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            backend = await conn.fetchval("SELECT pg_backend_pid()")
+        finally:
+            await conn.close()
+        self.pids = _server_processes(backend)
+
+    def total(self) -> float:
+        return sum(_cpu_s(pid) for pid in self.pids)
+
+
+class _Discard(list[Any]):
     def append(self, item: object) -> None:  # keep the mock's memory flat
         pass
 
@@ -90,11 +150,11 @@ async def bench_client(
 
     async def one(i: int) -> int:
         async with sem:
-            h = [
+            h: list[RequestHeader] = [
                 (b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"127.0.0.1"),
-                (b":path", b"/3/device/" + TOKENS[i % 100].encode()),
+                (b":path", b"/3/device/" + TOKENS[i % 100].encode(), True),  # never indexed, as the sender does
                 (b"authorization", b"bearer " + signer.token().encode()),
-                (b"apns-id", str(uuid.uuid4()).encode()), (b"apns-topic", TOPIC.encode()),
+                (b"apns-id", str(uuid.uuid4()).encode(), True), (b"apns-topic", TOPIC.encode()),
                 (b"apns-push-type", b"alert"), (b"apns-priority", b"10"),
             ]  # fmt: skip
             return (await pool.request(h, payload, 30)).status
@@ -187,6 +247,11 @@ async def bench_sender(
     for i in range(0, n, 1000):
         await store.accept_many(notes[i : i + 1000])
     sender = BridgeSender(cfg, store, max_connections=connections)
+    pg = PostgresCpu(dsn) if dsn else None
+    if pg is not None:
+        await store.ping()  # the pool's connections exist before the server's processes are listed
+        await pg.find()
+        pg0 = pg.total()
     meter.__enter__()
     t0 = time.perf_counter()
     await sender.start()
@@ -202,6 +267,8 @@ async def bench_sender(
             await asyncio.sleep(0.05)
     dt = time.perf_counter() - t0
     meter.__exit__()
+    if pg is not None:
+        meter.store = pg.total() - pg0
     await sender.stop()
     await store.close()
     return n / dt
@@ -209,7 +276,7 @@ async def bench_sender(
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m loadtest bridge")
-    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--streams", type=int, default=500, help="mock's SETTINGS_MAX_CONCURRENT_STREAMS")
     ap.add_argument(
@@ -223,7 +290,7 @@ def main(argv: list[str]) -> int:
     cert, key = make_self_signed(tmp)
     private, public = make_p8()
     ctx = mp.get_context("spawn")
-    port_q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+    port_q: Any = ctx.Queue()
     stop = ctx.Event()
     mock_cpu = ctx.Value("d", 0.0)
     proc = ctx.Process(

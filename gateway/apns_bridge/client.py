@@ -151,6 +151,7 @@ class APNsConnection(asyncio.Protocol):
         )
         self._h2 = _LeanH2Connection(cfg)
         self._cap = max_streams_cap
+        self._limit = min(self._h2.remote_settings.max_concurrent_streams, max_streams_cap)
         self._on_change = on_change or (lambda: None)
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, _Stream] = {}
@@ -220,8 +221,7 @@ class APNsConnection(asyncio.Protocol):
         """Streams we may still open now (live SETTINGS, capped locally)."""
         if not self.usable:
             return 0
-        limit = min(self._h2.remote_settings.max_concurrent_streams, self._cap)
-        return max(0, limit - len(self._streams))
+        return max(0, self._limit - len(self._streams))
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
@@ -409,6 +409,8 @@ class APNsConnection(asyncio.Protocol):
             self._maybe_finish_drain()
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
             if isinstance(event, h2.events.RemoteSettingsChanged):
+                # Read once per SETTINGS, not per request (h2's settings lookups are not free).
+                self._limit = min(self._h2.remote_settings.max_concurrent_streams, self._cap)
                 self._settings_received.set()
                 self._on_change()
             self._wake_window_waiters()
