@@ -8,8 +8,9 @@ that reads Apple's delivery log) sees one id per notification.
 
 Outcomes, by Apple's answer (shared/APNS.md section 4 retry rules):
 * 200                           -> ``relayed`` with apns-unique-id (sandbox) or apns-id
-* 410 / BadDeviceToken / DeviceTokenNotForTopic -> token unregistered with
-  Apple's timestamp, feedback + webhook, ``rejected`` with the reason
+* 410 / DeviceTokenNotForTopic -> token unregistered with Apple's timestamp
+  (later pushes get 410), BadDeviceToken -> token forgotten (later pushes get
+  400 BadDeviceToken, as from Apple); feedback + webhook, ``rejected`` with the reason
 * ExpiredProviderToken          -> mint a fresh JWT once, send again at once
 * 429, 500, 503, lost connection, deadline -> rescheduled with exponential
   backoff and jitter; the store counts attempts (one per claim), so a
@@ -313,7 +314,12 @@ class BridgeSender:
         elif kind == "invalid_token":
             reason = resp.reason or "Unregistered"
             at_ms = resp.timestamp_ms or int(self._clock() * 1000)
-            await self.store.unregister_token(row.token, at_ms)
+            if reason == "BadDeviceToken":
+                # Not a token at all: forgotten, so our API answers 400
+                # BadDeviceToken for it, as Apple does (not 410).
+                await self.store.forget_apns_token(row.token)
+            else:
+                await self.store.unregister_token(row.token, at_ms)
             await self._on_invalid(self.store, row.app_id, row.token, reason, at_ms)
             await self.outcomes.finish((row.id, "rejected", reason, None))
         elif kind == "retry" or kind == "refresh":

@@ -233,6 +233,9 @@ class Store(Protocol):
         """Like ``claim_relay``, and counts one attempt per claimed row
         (persisted, so backoff and the attempt limit survive a restart)."""
 
+    async def forget_apns_token(self, token: str) -> bool:
+        """Delete a kind-apns token and its subscriptions (Apple: BadDeviceToken); True if it existed."""
+
     async def finish_relay_many(self, outcomes: Sequence[RelayOutcome]) -> int:
         """``finish_relay`` for many rows in one statement; rows no longer pending are left alone."""
 

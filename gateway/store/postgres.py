@@ -427,6 +427,9 @@ class PostgresStore(PostgresSchedulesMixin):
         rows = await self._fetch("claim_relay_batch", worker, limit, now_ms(), lease_ms)
         return sorted((to_relay_claim(r) for r in rows), key=lambda c: c.row.id)
 
+    async def forget_apns_token(self, token: str) -> bool:
+        return await self._execute("forget_apns_token", token) > 0
+
     async def finish_relay_many(self, outcomes: Sequence[RelayOutcome]) -> int:
         if not outcomes:
             return 0

@@ -411,6 +411,14 @@ class SqliteStore(SqliteSchedulesMixin):
         rows = await self._run(self._q, "claim_relay_batch", worker, limit, now_ms(), lease_ms)
         return sorted((to_relay_claim(r) for r in rows), key=lambda c: c.row.id)
 
+    async def forget_apns_token(self, token: str) -> bool:
+        return await self._run(self._forget_apns_token_sync, token) > 0
+
+    def _forget_apns_token_sync(self, token: str) -> int:
+        with self._tx():
+            self._exec("forget_apns_token_subscriptions", token)
+            return self._exec("forget_apns_token", token)
+
     async def finish_relay_many(self, outcomes: Sequence[RelayOutcome]) -> int:
         if not outcomes:
             return 0

@@ -24,9 +24,7 @@ async def test_hundred_concurrent_accepts_are_batched(world: World) -> None:
     before = store.committer.transactions
     notes = [world.note(apns_id=f"00000000-0000-4000-8000-{i:012d}") for i in range(100)]
     # the cap would drop most of them; use many tokens of the same device instead
-    tokens = [
-        (await store.issue_token(world.device.device_id, "com.example.app", _prod())).token for _ in range(25)
-    ]
+    tokens = [(await store.issue_token(world.device.device_id, "com.example.app", _prod())).token for _ in range(25)]
     notes = [world.note(apns_id=n.apns_id, token=tokens[i % 25]) for i, n in enumerate(notes)]
     results = await asyncio.gather(*(store.accept(n) for n in notes))
     assert len({r.id for r in results}) == 100
@@ -92,8 +90,6 @@ async def test_collapse_inside_one_batch(world: World) -> None:
     res = await world.store.accept_many([world.note(collapse_id="k"), world.note(collapse_id="k")])
     assert res[0].status is Status.COLLAPSED and res[1].collapsed_id == res[0].id
     assert [r.id for r in await world.store.backlog(world.device.device_id, 10)] == [res[1].id]
-
-
 
 
 async def test_expiry_edges(world: World) -> None:

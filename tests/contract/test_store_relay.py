@@ -139,3 +139,18 @@ async def test_finish_relay_many_in_one_call(world: World) -> None:
     assert await world.store.claim_relay_batch("w2", 10, 60_000) == []
     with pytest.raises(ValueError):
         await world.store.finish_relay_many([(a, "pending", None, None)])
+
+
+async def test_forget_apns_token_removes_it_and_its_subscriptions(world: World) -> None:
+    await _apns_world(world)
+    await world.store.subscribe(APNS_TOKEN, "news")
+    assert await world.store.forget_apns_token(APNS_TOKEN) is True
+    assert await world.store.get_token(APNS_TOKEN) is None
+    assert await world.store.channel_tokens(world.app.app_id, "news") == []
+    assert await world.store.forget_apns_token(APNS_TOKEN) is False
+    # Local (pushgw-issued) tokens are never forgotten this way.
+    assert await world.store.forget_apns_token(world.token) is False
+    assert await world.store.get_token(world.token) is not None
+    # Registered again later: a token like any other.
+    await _apns_world(world)
+    assert (await world.store.get_token(APNS_TOKEN)).active  # type: ignore[union-attr]

@@ -70,6 +70,16 @@ async def test_apns_token_registered_again_after_invalidation_is_valid_again(res
     assert status == 200 and body["status"] == "pending"
 
 
+async def test_token_apple_called_bad_is_answered_like_apple_and_can_come_back(rest: Rest) -> None:
+    register = {"token": APNS_TOKEN, "topic": "com.example.alpha", "environment": "production"}
+    assert (await rest.call("POST", "/api/v1/tokens/apns", register))[0] == 201
+    assert await rest.core.store.forget_apns_token(APNS_TOKEN)  # what the bridge does on 400 BadDeviceToken
+    status, body = await rest.call("POST", "/api/v1/send", _send(APNS_TOKEN))
+    assert (status, body) == (400, {"reason": "BadDeviceToken"})
+    assert (await rest.call("POST", "/api/v1/tokens/apns", register))[0] == 201
+    assert (await rest.call("POST", "/api/v1/send", _send(APNS_TOKEN)))[0] == 200
+
+
 @pytest.fixture(params=["cluster", "embedded"])
 async def shard(request, tmp_path, pg_dsn, redis_url) -> AsyncIterator[tuple[Core, ShardServer]]:  # type: ignore[no-untyped-def]
     if request.param == "cluster":

@@ -50,5 +50,3 @@ def test_version_flag(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--version"])
     assert "pushgw" in capsys.readouterr().out
-
-

@@ -388,3 +388,11 @@ WHERE id = ANY($1::bigint[]) AND summary_apns_id IS NULL;
 DELETE FROM digest_items WHERE id IN (
     SELECT id FROM digest_items WHERE summary_apns_id IS NOT NULL AND summarized_at_ms < $1 LIMIT $2
 );
+
+-- name: forget_apns_token
+-- Apple answered BadDeviceToken: the token is no token at all, so it is
+-- forgotten (its subscriptions with it) and a later push gets 400
+-- BadDeviceToken, as Apple would answer; registering it again starts afresh.
+WITH gone_subscriptions AS (DELETE FROM subscriptions WHERE token = $1 AND EXISTS (
+    SELECT 1 FROM tokens WHERE token = $1 AND kind = 'apns'))
+DELETE FROM tokens WHERE token = $1 AND kind = 'apns';
