@@ -27,13 +27,17 @@ ALL = ("connect", "online", "offline-drain", "fan-out", "mixed")
 COMPARED = ("online", "offline-drain")
 ROOT = Path(__file__).resolve().parents[1]
 
-# Sizes: "standard" fits `make bench` in ~10 minutes on this 2-core machine;
-# "large" is the targets (100,000 connections / fan-out).
+# Sizes: "standard" fits `make bench` in ~10 minutes on this 2-core machine when it
+# is quiet; "small" for a busy machine; "large" is the targets (100,000
+# connections and fan-out; allow ~20 minutes).
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(connect_devices=200, online_devices=100, steps=[100.0, 200.0], step_seconds=2.0, drain_devices=50,
                  drain_per_device=4, fanout_devices=100, mixed_devices=60, mixed_rate=100.0, mixed_seconds=6.0,
                  grace=5.0, procs=2),
-    "standard": dict(connect_devices=20_000, online_devices=10_000, steps=[1000.0, 2000.0, 5000.0],
+    "small": dict(connect_devices=3_000, online_devices=2_000, steps=[500.0, 1000.0, 2000.0], step_seconds=6.0,
+                  drain_devices=1_000, drain_per_device=10, fanout_devices=2_000, mixed_devices=1_000,
+                  mixed_rate=500.0, mixed_seconds=15.0, procs=2),
+    "standard": dict(connect_devices=10_000, online_devices=10_000, steps=[1000.0, 2000.0, 5000.0],
                      step_seconds=8.0, drain_devices=5_000, drain_per_device=10, fanout_devices=10_000,
                      mixed_devices=5_000, mixed_rate=1000.0, mixed_seconds=20.0, procs=4),
     "large": dict(connect_devices=100_000, online_devices=10_000, steps=[2000.0, 5000.0, 10000.0, 20000.0],

@@ -3,7 +3,9 @@
 ``Remote(cls, **init)`` spawns a process that builds ``cls(**init)`` inside a
 uvloop loop and serves its ``cmd_<name>`` coroutines.  Commands run as tasks,
 so a quick ``stats`` call is answered while a long ``connect`` ramp is still
-running.  Both ends read the pipe with ``add_reader``: no threads, no polling.
+running.  Each end reads the pipe with one blocking reader thread, not
+``add_reader`` (uvloop would make the pipe non-blocking, and a large message
+would then fail with EAGAIN).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import multiprocessing as mp
+import threading
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -38,20 +41,26 @@ def _serve(conn: Connection, cls: type, init: dict[str, Any]) -> None:
             if name == "close":
                 done.set()
 
-        def readable() -> None:
-            while conn.poll():
+        def dispatch(rid: int, name: str, kwargs: dict[str, Any]) -> None:
+            task = loop.create_task(run(rid, name, kwargs))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        def read_commands() -> None:
+            # A thread with blocking reads, not add_reader: uvloop would make the
+            # pipe non-blocking, and a large reply would then fail with EAGAIN.
+            while True:
                 try:
                     rid, name, kwargs = conn.recv()
-                except EOFError:
-                    done.set()
+                except (EOFError, OSError):
+                    loop.call_soon_threadsafe(done.set)
                     return
-                task = loop.create_task(run(rid, name, kwargs))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                loop.call_soon_threadsafe(dispatch, rid, name, kwargs)
+                if name == "close":
+                    return
 
-        loop.add_reader(conn.fileno(), readable)
+        threading.Thread(target=read_commands, daemon=True).start()
         await done.wait()
-        loop.remove_reader(conn.fileno())
 
     uvloop.run(main())
 
@@ -67,26 +76,26 @@ class Remote:
         child.close()
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
-        self._reading = False
+        self._reader: threading.Thread | None = None
 
-    def _readable(self) -> None:
-        while self._conn.poll():
+    def _read_replies(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
             try:
                 rid, ok, value = self._conn.recv()
-            except EOFError:
-                self._fail_all("load process exited")
+            except (EOFError, OSError):
+                loop.call_soon_threadsafe(self._fail_all, "load process exited")
                 return
-            fut = self._waiting.pop(rid, None)
-            if fut is not None and not fut.done():
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(RemoteError(value))
+            loop.call_soon_threadsafe(self._resolve, rid, ok, value)
+
+    def _resolve(self, rid: int, ok: bool, value: Any) -> None:
+        fut = self._waiting.pop(rid, None)
+        if fut is not None and not fut.done():
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(RemoteError(value))
 
     def _fail_all(self, why: str) -> None:
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(self._conn.fileno())
-        self._reading = False
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(RemoteError(why))
@@ -94,9 +103,9 @@ class Remote:
 
     async def call(self, name: str, timeout: float | None = None, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
-        if not self._reading:
-            loop.add_reader(self._conn.fileno(), self._readable)
-            self._reading = True
+        if self._reader is None:
+            self._reader = threading.Thread(target=self._read_replies, args=(loop,), daemon=True)
+            self._reader.start()
         rid = next(self._ids)
         fut: asyncio.Future[Any] = loop.create_future()
         self._waiting[rid] = fut
@@ -108,11 +117,10 @@ class Remote:
             await self.call("close", timeout=30)
         except Exception:
             pass
-        if self._reading:
-            asyncio.get_running_loop().remove_reader(self._conn.fileno())
-            self._reading = False
         await asyncio.to_thread(self.process.join, 10)
         if self.process.is_alive():
             self.process.kill()
             await asyncio.to_thread(self.process.join, 5)
+        if self._reader is not None:
+            await asyncio.to_thread(self._reader.join, 5)
         self._conn.close()

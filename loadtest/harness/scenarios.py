@@ -49,7 +49,7 @@ def _senders(target: Target, t0: float) -> list[Remote]:
     return [Remote(Sender, targets=target.addresses, t0=t0, **spec) for spec in target.sender_specs]
 
 
-async def _settle(fleet: Fleet, expected: int, grace: float, limit: float = 300.0) -> None:
+async def _settle(fleet: Fleet, expected: int, grace: float, limit: float = 60.0) -> None:
     """Wait until ``expected`` messages arrived, or nothing arrived for ``grace`` seconds."""
     last, last_change, deadline = -1, time.monotonic(), time.monotonic() + limit
     while time.monotonic() < deadline:

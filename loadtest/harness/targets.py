@@ -7,6 +7,7 @@ and CPU, and how to stop.  Scenarios are written once against it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,8 +34,10 @@ async def pushgw(admin_dsn: str, redis_url: str, devices: int, shards: int, *, w
                  channel: str = "", paths: tuple[str, ...] = ("h2", "rest")) -> Target:  # fmt: skip
     cluster = PushgwCluster(admin_dsn, redis_url, shards, worker=worker)
     try:
+        t = time.time()
         await cluster.create()
         devs = await cluster.provision(devices, channel=channel)
+        print(f"   provisioned {devices:,} devices in {time.time() - t:.1f} s", flush=True)
         await cluster.start()
     except BaseException:
         await cluster.stop()
