@@ -43,6 +43,7 @@ class Config:
     drain_window: int = 64  # unacked pushes in flight per session
     ack_flush_ms: int = 5  # acks are batched into the store this often
     group_commit_max: int = 2000  # notifications per accept transaction
+    group_commit_flushers: int = 2  # concurrent accept transactions per process (PostgreSQL)
 
     # -- device sessions ----------------------------------------------------
     ws_ping_interval_s: float = 60.0
@@ -175,7 +176,14 @@ def _validate(cfg: Config) -> None:
     for name in ("schedule_catch_up_s", "digest_rule_cache_s"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must not be negative")
-    for name in ("backlog_cap", "drain_window", "group_commit_max", "presence_ttl_s", "ws_max_frame"):
+    for name in (
+        "backlog_cap",
+        "drain_window",
+        "group_commit_max",
+        "group_commit_flushers",
+        "presence_ttl_s",
+        "ws_max_frame",
+    ):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name} must be positive")
 

@@ -1,16 +1,22 @@
-"""`python -m loadtest store`: durable accepts/s through group commit.
+"""`python -m loadtest store`: durable accepts/s into the store.
 
-64 concurrent producers call ``store.accept()`` in a loop for a few seconds;
-every counted accept returned after its batch committed.  Prints the median
-of 3 runs for PostgreSQL (``TEST_PG_DSN``, a fresh database) and SQLite, in
-two shapes, each labelled:
+64 concurrent producers accept notifications for a few seconds; every
+counted notification was returned after its transaction committed (fsync on,
+synchronous_commit on).  Prints the median of 3 runs for PostgreSQL
+(``TEST_PG_DSN``, a fresh database) and SQLite, in three labelled shapes:
 
-* ``window=1``: each producer awaits one accept at a time (a client doing
-  one request at a time).  Batches are at most ``producers`` rows, so the
-  commit latency (an fsync) bounds the rate.
-* ``window=W`` (``--window``, default 32): each producer keeps up to W
-  accepts in flight, like an HTTP/2 connection with many streams; batches
-  grow up to the store's group-commit maximum.
+* ``window=1``: each producer awaits one ``accept()`` at a time (a client
+  doing one request at a time).  Group commit batches at most ``producers``
+  rows, so the commit latency (an fsync) bounds the rate.
+* ``window=W`` (``--window``, default 32): each producer keeps W single
+  ``accept()`` calls in flight, like an HTTP/2 connection with many streams.
+* ``batch=B`` (``--batch``, default 100): each producer calls
+  ``accept_many()`` with B notifications at a time, like the REST batch
+  endpoint; the call is its own transaction (no group commit).
+
+Next to the rate it prints the CPU spent per accepted notification, by this
+Python process and (PostgreSQL) by all server processes together: on a
+shared machine the rate is noisy, the CPU cost per row much less so.
 """
 
 from __future__ import annotations
@@ -32,6 +38,29 @@ from gateway.store.sqlite import SqliteStore
 from schemas.notification import Environment, Notification
 
 PAYLOAD = b'{"aps":{"alert":{"title":"Hello","body":"A benchmark notification of typical size"},"sound":"default"}}'
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _server_cpu_s() -> float | None:
+    """CPU seconds of the test PostgreSQL (postmaster and its children), if readable."""
+    data = os.environ.get("TEST_PG_DATA")
+    try:
+        with open(os.path.join(data or "", "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+    except (OSError, ValueError):
+        return None
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(pid) == postmaster or int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / _HZ
 
 
 async def _setup(store: Any, tokens: int) -> tuple[int, list[tuple[str, str]]]:
@@ -45,52 +74,68 @@ async def _setup(store: Any, tokens: int) -> tuple[int, list[tuple[str, str]]]:
     return app.app_id, pairs
 
 
-async def _run_once(
-    store: Any, app_id: int, pairs: list[tuple[str, str]], producers: int, seconds: float, window: int
-) -> float:
-    lanes = producers * window
-    done = [0] * lanes  # one slot per lane: `+=` on a shared int across awaits loses updates
-    stop = time.perf_counter() + seconds
+def _note(app_id: int, pair: tuple[str, str]) -> Notification:
+    return Notification(
+        apns_id=str(uuid.uuid4()), app_id=app_id, token=pair[0], topic="t", payload=PAYLOAD, device_id=pair[1]
+    )
 
-    async def lane(i: int) -> None:
-        # producer i // window, stream i % window: each lane awaits one accept at a time
+
+async def _run_once(store: Any, app_id: int, pairs: list[tuple[str, str]], args: Any, shape: tuple[str, int]) -> int:
+    kind, size = shape
+    lanes = args.producers * size if kind == "window" else args.producers
+    done = [0] * lanes  # one slot per lane: `+=` on a shared int across awaits loses updates
+    stop = time.perf_counter() + args.seconds
+
+    async def single(i: int) -> None:
+        # producer i // size, stream i % size: each lane awaits one accept at a time
         k = i
         while time.perf_counter() < stop:
-            token, device_id = pairs[k % len(pairs)]
+            await store.accept(_note(app_id, pairs[k % len(pairs)]))
             k += lanes
-            await store.accept(
-                Notification(
-                    apns_id=str(uuid.uuid4()), app_id=app_id, token=token, topic="t", payload=PAYLOAD,
-                    device_id=device_id,
-                )
-            )  # fmt: skip
             done[i] += 1
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(lane(i) for i in range(lanes)))
-    return sum(done) / (time.perf_counter() - t0)
+    async def batches(i: int) -> None:
+        k = i * size
+        while time.perf_counter() < stop:
+            notes = [_note(app_id, pairs[(k + j) % len(pairs)]) for j in range(size)]
+            k += lanes * size
+            await store.accept_many(notes)
+            done[i] += size
+
+    await asyncio.gather(*((single if kind == "window" else batches)(i) for i in range(lanes)))
+    return sum(done)
 
 
 async def _bench(name: str, store: Any, args: argparse.Namespace) -> None:
     await store.open()
     try:
         app_id, pairs = await _setup(store, args.tokens)
-        for window in args.windows:
-            label = f"{name} window={window}"
+        for shape in args.shapes:
+            label = f"{name} {shape[0]}={shape[1]}"
             rates = []
             for run in range(args.runs):
-                tx0 = store.committer.transactions
-                n0 = store.committer.accepted
-                t0 = time.perf_counter()
-                rate = await _run_once(store, app_id, pairs, args.producers, args.seconds, window)
-                txs = store.committer.transactions - tx0
-                per_tx = (store.committer.accepted - n0) / max(txs, 1)
-                ms_tx = (time.perf_counter() - t0) * 1000 / max(txs, 1)
-                print(f"  {label} run {run + 1}: {rate:,.0f} accepts/s "
-                      f"({txs} transactions, {per_tx:.0f}/tx, {ms_tx:.1f} ms/tx)", flush=True)  # fmt: skip
+                tx0, n0 = store.committer.transactions, store.committer.accepted
+                server0, py0, t0 = _server_cpu_s(), time.process_time(), time.perf_counter()
+                count = await _run_once(store, app_id, pairs, args, shape)
+                wall = time.perf_counter() - t0
+                py_us = (time.process_time() - py0) / count * 1e6
+                server1 = _server_cpu_s()
+                server_us = ""
+                if server0 is not None and server1 is not None:
+                    server_us = f", server {(server1 - server0) / count * 1e6:.1f}"
+                if shape[0] == "window":
+                    txs = store.committer.transactions - tx0
+                    per_tx = (store.committer.accepted - n0) / max(txs, 1)
+                    batching = f"{txs} group commits, {per_tx:.0f}/tx"
+                else:
+                    batching = f"{count // shape[1]} accept_many calls"
+                rate = count / wall
+                print(f"  {label} run {run + 1}: {rate:,.0f} accepts/s ({batching}; CPU us/accept: "
+                      f"python {py_us:.1f}{server_us})", flush=True)  # fmt: skip
                 rates.append(rate)
-            print(f"{label}: median {statistics.median(rates):,.0f} durable accepts/s ({args.producers} producers x "
-                  f"{window} in flight each, {args.runs} runs x {args.seconds:g}s)", flush=True)  # fmt: skip
+            what = f"{shape[1]} accept() in flight each" if shape[0] == "window" else f"accept_many of {shape[1]}"
+            print(f"{label}: median {statistics.median(rates):,.0f} durable accepts/s ({args.producers} producers, "
+                  f"{what}, {args.runs} runs x {args.seconds:g}s)", flush=True)  # fmt: skip
     finally:
         await store.close()
 
@@ -106,7 +151,8 @@ async def _main(args: argparse.Namespace) -> int:
         await conn.execute(f'CREATE DATABASE "{db}"')
         await conn.close()
         try:
-            await _bench("postgres", PostgresStore(admin.rpartition("/")[0] + "/" + db), args)
+            store = PostgresStore(admin.rpartition("/")[0] + "/" + db, group_commit_flushers=args.flushers)
+            await _bench("postgres", store, args)
         finally:
             conn = await asyncpg.connect(admin)
             await conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
@@ -123,9 +169,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=2000)
-    parser.add_argument("--window", type=int, default=32, help="accepts in flight per producer (second shape)")
+    parser.add_argument("--window", type=int, default=32, help="accept() calls in flight per producer (0: skip)")
+    parser.add_argument("--batch", type=int, default=100, help="notifications per accept_many() call (0: skip)")
+    parser.add_argument("--flushers", type=int, default=2, help="PostgreSQL group-commit flushers")
     parser.add_argument("--backends", default="postgres,sqlite")
     args = parser.parse_args(argv)
     args.backends = args.backends.split(",")
-    args.windows = [1] if args.window <= 1 else [1, args.window]
+    args.shapes = [("window", 1)]
+    if args.window > 1:
+        args.shapes.append(("window", args.window))
+    if args.batch > 0:
+        args.shapes.append(("batch", args.batch))
     return uvloop.run(_main(args))

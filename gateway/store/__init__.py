@@ -26,6 +26,7 @@ async def open_store(cfg: Config) -> Store:
             retention_s=cfg.retention_s,
             backlog_cap=cfg.backlog_cap,
             group_commit_max=cfg.group_commit_max,
+            group_commit_flushers=cfg.group_commit_flushers,
         )
     else:
         from gateway.store.sqlite import SqliteStore

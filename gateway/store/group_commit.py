@@ -1,14 +1,19 @@
 """Group commit: many concurrent ``accept()`` callers, one transaction per batch.
 
-Callers append to a queue and await a future; one background flusher takes
+Callers append to a queue and await a future; a background flusher takes
 up to ``max_batch`` queued notifications, hands them to the backend's
 ``accept_many`` (one transaction) and resolves every caller's future only
 after that transaction committed.  While a batch is being written the next
 one accumulates, so batches grow with load and commits stay few.
 
-One flusher at a time is deliberate: ids are assigned in commit order, so a
-device drain paging by (priority, id) can never skip a row that an earlier
-batch was still writing.
+There are ``flushers`` lanes, each with its own queue and flusher task (on
+its own connection), so one batch's fsync overlaps the next batch's
+inserts; PostgreSQL also flushes the WAL of concurrent commits together.
+A notification's lane is chosen by its device (or, without one, its
+token): one device's rows are always written by one flusher, one batch
+after the other, so a device's ids still follow commit order inside a
+process and a drain paging by (priority, id) cannot skip a row that an
+earlier batch was still writing.
 
 Also here: the backend-independent parts of planning a batch (duplicates
 inside one batch, effective expiry) and of reading a status back.
@@ -39,17 +44,30 @@ from schemas.notification import (
 ZERO_EXPIRATION_GRACE_S = 30
 
 FlushFn = Callable[[Sequence[Notification]], Awaitable[list[AcceptResult]]]
+_Entry = tuple[Notification, "asyncio.Future[AcceptResult]"]
+
+
+class _Lane:
+    """One queue and its flusher task."""
+
+    __slots__ = ("queue", "task", "wakeup")
+
+    def __init__(self) -> None:
+        self.queue: list[_Entry] = []
+        self.wakeup = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
 
 
 class GroupCommitter:
-    def __init__(self, flush: FlushFn, max_batch: int) -> None:
+    def __init__(self, flush: FlushFn, max_batch: int, flushers: int = 1) -> None:
         if max_batch <= 0:
             raise ValueError("max_batch must be positive")
+        if flushers <= 0:
+            raise ValueError("flushers must be positive")
         self._flush = flush
         self._max_batch = max_batch
-        self._queue: list[tuple[Notification, asyncio.Future[AcceptResult]]] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._lanes: list[_Lane] | None = None  # made on first use: asyncio.Event wants a running loop
+        self._flushers = flushers
         self._closed = False
         #: batches written (one transaction each); tests assert batching with it.
         self.transactions = 0
@@ -58,21 +76,27 @@ class GroupCommitter:
     async def submit(self, notification: Notification) -> AcceptResult:
         if self._closed:
             raise RuntimeError("group committer is closed")
+        lanes = self._lanes
+        if lanes is None:
+            lanes = self._lanes = [_Lane() for _ in range(self._flushers)]
+        lane = lanes[hash(notification.device_id or notification.token) % len(lanes)] if len(lanes) > 1 else lanes[0]
         fut: asyncio.Future[AcceptResult] = asyncio.get_running_loop().create_future()
-        self._queue.append((notification, fut))
-        self._wakeup.set()
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="store-group-commit")
+        lane.queue.append((notification, fut))
+        if lane.task is None or lane.task.done():
+            lane.task = asyncio.create_task(self._run(lane), name="store-group-commit")
+        else:
+            lane.wakeup.set()
         return await fut
 
-    async def _run(self) -> None:
-        while not self._closed or self._queue:
-            if not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+    async def _run(self, lane: _Lane) -> None:
+        queue = lane.queue
+        while not self._closed or queue:
+            if not queue:
+                lane.wakeup.clear()
+                await lane.wakeup.wait()
                 continue
-            batch = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
+            batch = queue[: self._max_batch]
+            del queue[: self._max_batch]
             try:
                 results = await self._flush([n for n, _ in batch])
             except asyncio.CancelledError:
@@ -92,12 +116,15 @@ class GroupCommitter:
                     fut.set_result(result)
 
     async def close(self) -> None:
-        """Finish what is queued, then stop the flusher."""
+        """Finish what is queued, then stop the flushers."""
         self._closed = True
-        self._wakeup.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        tasks = []
+        for lane in self._lanes or ():
+            lane.wakeup.set()
+            if lane.task is not None:
+                tasks.append(lane.task)
+                lane.task = None
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def expires_at_s(notification: Notification, accepted_at_ms: int, retention_s: int) -> int:
@@ -110,12 +137,15 @@ def expires_at_s(notification: Notification, accepted_at_ms: int, retention_s: i
     return notification.expiration
 
 
-def unique_in_batch(notifications: Sequence[Notification]) -> tuple[list[Notification], list[int]]:
+def unique_in_batch(notifications: Sequence[Notification]) -> tuple[Sequence[Notification], list[int] | None]:
     """Drop repeats of (app_id, apns_id) inside one batch.
 
     Returns the unique notifications and, per input position, the index of
-    its first occurrence in that unique list.
+    its first occurrence in that unique list; ``None`` instead when there
+    were no repeats (the common case: the results need no spreading).
     """
+    if len({(n.app_id, n.apns_id) for n in notifications}) == len(notifications):
+        return notifications, None
     first: dict[tuple[int, str], int] = {}
     unique: list[Notification] = []
     where: list[int] = []

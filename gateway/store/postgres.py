@@ -29,8 +29,8 @@ from gateway.store.base import (
     WebhookJob,
 )
 from gateway.store.group_commit import (
+    ZERO_EXPIRATION_GRACE_S,
     GroupCommitter,
-    expires_at_s,
     now_ms,
     spread_results,
     to_app,
@@ -89,16 +89,19 @@ class PostgresStore(PostgresSchedulesMixin):
         retention_s: int = 30 * 86400,
         backlog_cap: int = 1000,
         group_commit_max: int = 2000,
+        group_commit_flushers: int = 2,
         pool_size: int = 10,
         connect_timeout_s: float = 5.0,
     ) -> None:
         self.dsn = dsn
         self.retention_s = retention_s
         self.backlog_cap = backlog_cap
-        self.pool_size = pool_size
         self.connect_timeout_s = connect_timeout_s
         self._pool: asyncpg.Pool | None = None
-        self.committer = GroupCommitter(self.accept_many, group_commit_max)
+        # Each flusher holds a pool connection while its batch is written: keep
+        # at least as many connections again for everything else.
+        self.pool_size = max(pool_size, 2 * group_commit_flushers)
+        self.committer = GroupCommitter(self.accept_many, group_commit_max, group_commit_flushers)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -282,40 +285,43 @@ class PostgresStore(PostgresSchedulesMixin):
             return []
         unique, where = unique_in_batch(notifications)
         at = now_ms()
-        args = (
-            [n.apns_id for n in unique], [n.app_id for n in unique], [n.token for n in unique],
-            [n.topic for n in unique], [n.payload for n in unique], [n.priority for n in unique],
-            [n.push_type for n in unique], [n.expiration for n in unique],
-            [expires_at_s(n, at, self.retention_s) for n in unique], [n.collapse_id for n in unique],
-            [n.device_id for n in unique], [n.kind.value for n in unique], [n.deliver_at_ms for n in unique],
-            at,
-        )  # fmt: skip
+        retention_end = at // 1000 + self.retention_s
+        grace_end = at // 1000 + ZERO_EXPIRATION_GRACE_S
+        # One pass builds the row tuples (expires_at_s as expires_at_s() computes it),
+        # zip(*) turns them into the 13 column arrays in C.
+        rows = [
+            (n.apns_id, n.app_id, n.token, n.topic, n.payload, n.priority, n.push_type, n.expiration,
+             retention_end if n.expiration is None else grace_end if n.expiration == 0 else n.expiration,
+             n.collapse_id, n.device_id, n.kind.value, n.deliver_at_ms)
+            for n in unique
+        ]  # fmt: skip
+        args = [list(col) for col in zip(*rows, strict=True)]
         for attempt in range(3):
             try:
                 async with self._conn() as conn:
                     results = await self._accept_tx(conn, unique, args, at)
                 break
             except _RETRYABLE:
-                # Another process's batch touched the same rows; ours rolled back whole.
+                # Another batch touched the same rows (or token bounds); ours rolled back whole.
                 if attempt == 2:
                     raise
-        return spread_results(results, where)
+        return results if where is None else spread_results(results, where)
 
     async def _accept_tx(
-        self, conn: Any, unique: Sequence[Notification], args: tuple[Any, ...], at: int
+        self, conn: Any, unique: Sequence[Notification], args: list[list[Any]], at: int
     ) -> list[AcceptResult]:
         """One transaction, one WAL flush: insert, then only the steps the batch needs.
 
-        Collapse runs only when a new row has a collapse id; the cap runs for
-        the tokens that got new rows.  Rows are never re-read by id: the
-        INSERT's RETURNING says which rows are new.  Custom plans per
-        statement: a generic plan made while the table was small keeps
-        seq-scanning it as it grows.
+        Collapse runs only when a new row has a collapse id; the exact cap
+        check only for tokens whose pending bound passed the cap.  Rows are
+        never re-read by id: the INSERT's RETURNING says which rows are new.
+        Custom plans per statement: a generic plan made while the table was
+        small keeps seq-scanning it as it grows.
         """
         await conn.execute("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan")
         try:
-            inserted = await conn.fetch(Q["accept_insert"], *args)
-            new_id = {(r["app_id"], r["apns_id"]): r["id"] for r in inserted}
+            inserted = await conn.fetch(Q["accept_insert"], *args, at)
+            new_id = {(r[1], r[2]): r[0] for r in inserted}
             known: dict[tuple[int, str], tuple[int, str]] = {}
             if len(new_id) < len(unique):
                 missing = [n for n in unique if (n.app_id, n.apns_id) not in new_id]
@@ -324,12 +330,12 @@ class PostgresStore(PostgresSchedulesMixin):
             ended: dict[int, Status] = {}
             collapsed_by_key: dict[tuple[str, str], list[int]] = {}
             keep: dict[tuple[str, str], int] = {}
-            tokens: dict[str, None] = {}
+            added: dict[str, int] = {}  # token -> rows this batch made pending
             for n in unique:
                 nid = new_id.get((n.app_id, n.apns_id))
                 if nid is None:
                     continue
-                tokens[n.token] = None
+                added[n.token] = added.get(n.token, 0) + 1
                 if n.collapse_id is not None:
                     key = (n.token, n.collapse_id)
                     keep[key] = max(keep.get(key, 0), nid)
@@ -340,8 +346,9 @@ class PostgresStore(PostgresSchedulesMixin):
                 for r in gone:
                     ended[r["id"]] = Status.COLLAPSED
                     collapsed_by_key.setdefault((r["token"], r["collapse_id"]), []).append(r["id"])
-            for r in await conn.fetch(Q["accept_cap"], list(tokens), self.backlog_cap, at):
-                ended[r["id"]] = Status.DROPPED
+            if added:
+                for r in await self._over_cap(conn, added, at):
+                    ended[r["id"]] = Status.DROPPED
             await conn.execute("COMMIT")
         except BaseException:
             if not conn.is_closed():
@@ -349,24 +356,43 @@ class PostgresStore(PostgresSchedulesMixin):
                     await conn.execute("ROLLBACK")
             raise
         results = []
+        pending = Status.PENDING
         for n in unique:
             nid = new_id.get((n.app_id, n.apns_id))
             if nid is None:
                 old_id, old_status = known[(n.app_id, n.apns_id)]
                 status = ended.get(old_id) or Status(old_status)  # this batch may have collapsed/dropped it
                 results.append(AcceptResult(apns_id=n.apns_id, id=old_id, duplicate=True, status=status))
-                continue
-            collapsed_id = None
-            if n.collapse_id is not None:
+            elif n.collapse_id is None:
+                results.append(AcceptResult(apns_id=n.apns_id, id=nid, status=ended.get(nid, pending)))
+            else:
                 older = [g for g in collapsed_by_key.get((n.token, n.collapse_id), ()) if g < nid]
-                collapsed_id = max(older) if older else None
-            results.append(
-                AcceptResult(
-                    apns_id=n.apns_id, id=nid, duplicate=False, status=ended.get(nid, Status.PENDING),
-                    collapsed_id=collapsed_id,
-                )
-            )  # fmt: skip
+                results.append(
+                    AcceptResult(
+                        apns_id=n.apns_id, id=nid, status=ended.get(nid, pending),
+                        collapsed_id=max(older) if older else None,
+                    )
+                )  # fmt: skip
         return results
+
+    async def _over_cap(self, conn: Any, added: dict[str, int], at: int) -> list[Any]:
+        """Apply the backlog cap to the tokens that may be over it; the dropped rows.
+
+        The bound update is one statement for the whole batch; the exact
+        check (reading the token's pending rows) runs only for tokens whose
+        bound passed the cap, or that have no token row to keep a bound in.
+        """
+        tokens = sorted(added)  # one lock order for the token rows across concurrent batches
+        bounds = await conn.fetch(Q["accept_bound"], tokens, [added[t] for t in tokens])
+        check = [r[0] for r in bounds if r[1] > self.backlog_cap]
+        if len(bounds) < len(tokens):
+            have = {r[0] for r in bounds}
+            check.extend(t for t in tokens if t not in have)
+        if not check:
+            return []
+        dropped = list(await conn.fetch(Q["accept_cap"], check, self.backlog_cap, at))
+        await conn.execute(Q["accept_bound_reset"], check)
+        return dropped
 
     async def backlog(
         self, device_id: str, limit: int, after: tuple[int, int] | None = None, now_s: int | None = None

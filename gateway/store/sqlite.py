@@ -296,7 +296,7 @@ class SqliteStore(SqliteSchedulesMixin):
             return []
         unique, where = unique_in_batch(notifications)
         results = await self._run(self._accept_sync, unique, now_ms())
-        return spread_results(results, where)
+        return results if where is None else spread_results(results, where)
 
     def _accept_sync(self, batch: Sequence[Notification], at: int) -> list[AcceptResult]:
         db = self.db
@@ -304,7 +304,7 @@ class SqliteStore(SqliteSchedulesMixin):
         known: dict[int, Status] = {}  # rows that existed before: their status
         collapsed_by: dict[int, int] = {}  # new row id -> the older pending row it replaced
         ended: dict[int, Status] = {}  # rows of this batch collapsed/dropped within it
-        tokens: dict[str, None] = {}
+        added: dict[str, int] = {}  # token -> rows this batch made pending
         with self._tx():
             for n in batch:
                 row = db.execute(
@@ -320,19 +320,23 @@ class SqliteStore(SqliteSchedulesMixin):
                     continue
                 new_id = row[0][0]
                 ids.append(new_id)
-                tokens[n.token] = None
+                added[n.token] = added.get(n.token, 0) + 1
                 if n.collapse_id is not None:
                     gone = [r[0] for r in db.execute(Q["collapse"], (n.token, n.collapse_id, new_id, at))]
                     if gone:
                         collapsed_by[new_id] = max(gone)
                         ended.update((g, Status.COLLAPSED) for g in gone)
             overflow: dict[str, int] = {}
-            for token in tokens:
+            for token, count in added.items():
+                bound = db.execute(Q["add_pending_bound"], (token, count)).fetchall()
+                if bound and bound[0][0] <= self.backlog_cap:
+                    continue  # cannot be over the cap: skip reading its pending rows
                 for r in db.execute(Q["over_cap"], (token, self.backlog_cap)).fetchall():
                     db.execute(Q["drop_row"], (r["id"], at))
                     ended[r["id"]] = Status.DROPPED
                     if r["device_id"] is not None:
                         overflow[r["device_id"]] = overflow.get(r["device_id"], 0) + 1
+                db.execute(Q["reset_pending_bound"], (token,))
             for device_id, count in overflow.items():
                 db.execute(Q["add_overflow"], (device_id, count))
         return [

@@ -145,6 +145,30 @@ async def test_backlog_cap_drops_lowest_priority_oldest(world: World) -> None:
     assert len(await world.store.backlog(world.device.device_id, 10)) == 5
 
 
+async def test_backlog_cap_counts_only_rows_still_pending(world: World) -> None:
+    # cap is 5; the store skips the exact check while a cheap bound says a token
+    # cannot be over it: rows that left the backlog must not make it drop more
+    dev = world.device.device_id
+    first = [await world.store.accept(world.note()) for _ in range(5)]
+    assert await world.store.mark_delivered(dev, [r.id for r in first[:3]]) == 3
+    more = await world.store.accept_many([world.note() for _ in range(3)])
+    assert all(r.status is Status.PENDING for r in more)
+    assert await world.store.take_overflow(dev) == 0
+    # now 5 pending: one more drops exactly the oldest, in another batch too
+    extra = await world.store.accept(world.note())
+    assert extra.status is Status.PENDING
+    assert (await world.store.status(world.app.app_id, first[3].apns_id)).status is Status.DROPPED
+    assert await world.store.take_overflow(dev) == 1
+    assert len(await world.store.backlog(dev, 10)) == 5
+
+
+async def test_backlog_cap_of_an_unregistered_token(world: World) -> None:
+    # no token row to keep a bound in: the exact check still applies the cap
+    token = "ab" * 32
+    res = await world.store.accept_many([world.note(token=token, device_id=None) for _ in range(7)])
+    assert [r.status for r in res] == [Status.DROPPED] * 2 + [Status.PENDING] * 5
+
+
 async def test_mark_delivered_only_own_pending_rows(world: World) -> None:
     mine = await world.store.accept(world.note())
     other_dev, _ = await world.store.create_device(world.app.app_id)

@@ -245,6 +245,22 @@ FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k(token, collapse_id, keep)
 WHERE n.token = k.token AND n.collapse_id = k.collapse_id AND n.status = 'pending' AND n.id < k.keep
 RETURNING n.id, n.token, n.collapse_id;
 
+-- name: accept_bound
+-- Add each token's new rows to its pending bound (migration 004); the
+-- tokens whose bound passes the cap get the exact check below.  Tokens
+-- without a row here (not registered) are checked exactly too.
+UPDATE tokens t SET pending_bound = t.pending_bound + u.n
+FROM unnest($1::text[], $2::bigint[]) AS u(token, n)
+WHERE t.token = u.token
+RETURNING t.token, t.pending_bound;
+
+-- name: accept_bound_reset
+-- After the exact check: the bound becomes the true pending count.
+UPDATE tokens t SET pending_bound = (
+    SELECT count(*) FROM notifications n WHERE n.token = t.token AND n.status = 'pending'
+)
+WHERE t.token = ANY($1::text[]);
+
 -- name: accept_cap
 -- Backlog cap: keep the $2 highest-priority, newest pending rows per token;
 -- the dropped rows' devices learn it through devices.overflow.

@@ -223,6 +223,16 @@ UPDATE notifications SET status = 'collapsed', done_at_ms = ?4
 WHERE token = ?1 AND collapse_id = ?2 AND status = 'pending' AND id < ?3
 RETURNING id;
 
+-- name: add_pending_bound
+-- The token's pending bound (migration 004) after this batch's new rows;
+-- no row when the token is not registered (then the exact check runs).
+UPDATE tokens SET pending_bound = pending_bound + ?2 WHERE token = ?1 RETURNING pending_bound;
+
+-- name: reset_pending_bound
+UPDATE tokens SET pending_bound = (
+    SELECT count(*) FROM notifications n WHERE n.token = tokens.token AND n.status = 'pending'
+) WHERE token = ?1;
+
 -- name: over_cap
 SELECT id, device_id FROM notifications
 WHERE token = ?1 AND status = 'pending'
