@@ -44,7 +44,7 @@ bench-bridge: $(STAMP)
 
 ## The fault and abuse suites at larger sizes (PUSHGW_FAULT_SCALE multiplies every size;
 ## PUSHGW_FAULT_<NAME> sets one, see tests/fault/sizes.py). Prints one FAULT line per scenario.
-FAULT_SCALE ?= 8
+FAULT_SCALE ?= 4
 bench-faults: $(STAMP)
 	rm -f .fault-report.txt
 	PUSHGW_FAULT_SCALE=$(FAULT_SCALE) PUSHGW_FAULT_REPORT=$(CURDIR)/.fault-report.txt \
