@@ -4,6 +4,11 @@ It keeps a socket to a shard, reconnecting with exponential backoff and full
 jitter (or after the server's ``reconnect`` delay hint), drops duplicate
 pushes by apns-id (delivery is at-least-once), and acks every push after the
 ``on_push`` callback returned, batched every ``ack_delay_s``.
+
+It speaks protocol v2 by default (``protocol_version=1`` for the old
+behaviour): a power burst arrives as one ``batch`` frame, whose pushes are
+handled one by one like single pushes.  ``wakeups`` counts the frames that
+carried pushes, i.e. how often the server woke the device.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class DeviceClient:
         seen_cap: int = 4096,
         awake: bool = True,
         local_addr: tuple[str, int] | None = None,
+        protocol_version: int = f.PROTOCOL_VERSION,
     ) -> None:
         # Several URLs (shards or regions): the next one is tried after each
         # lost connection, so a dead shard's devices move to a live one.
@@ -71,6 +77,7 @@ class DeviceClient:
         self._seen_cap = seen_cap
         self._awake = awake
         self._local_addr = local_addr
+        self.protocol_version = protocol_version
         self._ws: ClientConnection | None = None
         self._acks: list[int] = []
         self._ack_task: asyncio.Task[None] | None = None
@@ -82,6 +89,7 @@ class DeviceClient:
         self.epoch = 0
         self.connects = 0
         self.duplicates = 0
+        self.wakeups = 0  # frames that carried pushes (one per socket write of the server)
         self.last_close_code: int | None = None
         self.fatal: DeviceError | None = None
 
@@ -146,6 +154,13 @@ class DeviceClient:
         if self._ws is not None:
             await self._ws.send(f.encode(f.State(awake=awake)), text=True)
 
+    async def set_quiet_hours(self, start: str | None, end: str | None = None, tz: str | None = None) -> f.QuietSet:
+        """Set the device's quiet hours ("HH:MM", "HH:MM", IANA zone), or clear them
+        with ``set_quiet_hours(None)``.  Protocol v2."""
+        reply = await self._request(lambda rid: f.Quiet(start=start, end=end, tz=tz, rid=rid))
+        assert isinstance(reply, f.QuietSet)
+        return reply
+
     async def _request(self, build: Callable[[str], f.ClientFrame], timeout: float = 10.0) -> f.ServerFrame:
         await self.wait_connected(timeout)
         rid = str(next(self._rids))
@@ -169,10 +184,13 @@ class DeviceClient:
             hint_ms: int | None = None
             try:
                 async with connect(
-                    self.url, compression=None, max_size=64 * 1024, open_timeout=10, close_timeout=2,
+                    # v2 batch frames may reach 512 KiB (docs/protocol.md).
+                    self.url, compression=None, max_size=1024 * 1024, open_timeout=10, close_timeout=2,
                     ping_interval=None, local_addr=self._local_addr,
                 ) as ws:  # fmt: skip
-                    hello = f.Hello(device_id=self.device_id, secret=self._secret, awake=self._awake)
+                    hello = f.Hello(
+                        device_id=self.device_id, secret=self._secret, awake=self._awake, v=self.protocol_version
+                    )
                     await ws.send(f.encode(hello), text=True)
                     welcome = f.decode_server(await ws.recv())
                     if not isinstance(welcome, f.Welcome):
@@ -214,26 +232,34 @@ class DeviceClient:
 
     async def _handle(self, ws: ClientConnection, frame: f.ServerFrame) -> None:
         if isinstance(frame, f.Push):
-            if frame.apns_id in self._seen:
-                self.duplicates += 1
-            else:
-                self._seen[frame.apns_id] = None
-                if len(self._seen) > self._seen_cap:
-                    self._seen.popitem(last=False)
-                if self._on_push is not None:
-                    result = self._on_push(frame)
-                    if inspect.isawaitable(result):
-                        await result
-            self._acks.append(frame.id)
-            if self._ack_task is None or self._ack_task.done():
-                self._ack_task = asyncio.get_running_loop().create_task(self._ack_soon(ws))
+            self.wakeups += 1
+            await self._push(ws, frame)
+        elif isinstance(frame, f.Batch):
+            self.wakeups += 1
+            for push in frame.pushes:
+                await self._push(ws, push)
         elif isinstance(frame, f.Overflow):
             if self._on_overflow is not None:
                 self._on_overflow(frame.dropped)
-        elif isinstance(frame, f.Registered | f.Unregistered | f.Error):
+        elif isinstance(frame, f.Registered | f.Unregistered | f.Error | f.QuietSet):
             fut = self._requests.get(frame.rid)
             if fut is not None and not fut.done():
                 fut.set_result(frame)
+
+    async def _push(self, ws: ClientConnection, frame: f.Push) -> None:
+        if frame.apns_id in self._seen:
+            self.duplicates += 1
+        else:
+            self._seen[frame.apns_id] = None
+            if len(self._seen) > self._seen_cap:
+                self._seen.popitem(last=False)
+            if self._on_push is not None:
+                result = self._on_push(frame)
+                if inspect.isawaitable(result):
+                    await result
+        self._acks.append(frame.id)
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = asyncio.get_running_loop().create_task(self._ack_soon(ws))
 
     async def _ack_soon(self, ws: ClientConnection) -> None:
         await asyncio.sleep(self.ack_delay_s)

@@ -1,4 +1,9 @@
-"""Device WebSocket protocol v1: the frames (docs/protocol.md is the prose).
+"""Device WebSocket protocol v1 and v2: the frames (docs/protocol.md is the prose).
+
+v2 adds one server frame, ``batch`` (a power burst: several pushes in one
+frame), and one client frame, ``quiet`` (the device's quiet hours).  A v1
+client never gets a ``batch``; its bursts come as consecutive ``push``
+frames written to the socket at once.
 
 JSON text frames, one object each, tagged by ``"type"``.  Decoding is
 msgspec's: strict types, bounded strings and lists, unknown tags rejected, so
@@ -15,7 +20,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-PROTOCOL_VERSION = 1
+#: The newest version this server speaks; ``hello`` without ``v`` means 1.
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = frozenset({1, 2})
 
 DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -53,7 +60,7 @@ class Close:
 class Hello(msgspec.Struct, frozen=True, tag="hello", forbid_unknown_fields=False):
     device_id: DeviceId
     secret: Secret
-    v: int = PROTOCOL_VERSION
+    v: int = 1
     awake: bool = True
 
 
@@ -76,7 +83,21 @@ class State(msgspec.Struct, frozen=True, tag="state"):
     awake: bool
 
 
-ClientFrame = Hello | Ack | Register | Unregister | State
+#: "HH:MM" on a 24-hour clock, local to the device's time zone.
+ClockTime = Annotated[str, msgspec.Meta(pattern="^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+TimeZone = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class Quiet(msgspec.Struct, frozen=True, tag="quiet", omit_defaults=True):
+    """Set (start, end, tz) or clear (no fields) the device's quiet hours (v2)."""
+
+    start: ClockTime | None = None
+    end: ClockTime | None = None
+    tz: TimeZone | None = None
+    rid: RequestId = ""
+
+
+ClientFrame = Hello | Ack | Register | Unregister | State | Quiet
 
 
 # --- server -> device ---------------------------------------------------------
@@ -87,7 +108,7 @@ class Welcome(msgspec.Struct, frozen=True, tag="welcome"):
     heartbeat: float  # server ping interval, seconds
     window: int  # unacked pushes the server keeps in flight
     max_frame: int
-    v: int = PROTOCOL_VERSION
+    v: int = 1
 
 
 class Push(msgspec.Struct, frozen=True, tag="push", omit_defaults=True):
@@ -100,6 +121,21 @@ class Push(msgspec.Struct, frozen=True, tag="push", omit_defaults=True):
     push_type: str = "alert"
     expiration: int | None = None
     collapse_id: str | None = None
+
+
+class Batch(msgspec.Struct, frozen=True, tag="batch"):
+    """A power burst (v2): the pushes of one wake-up, acked like single pushes."""
+
+    pushes: list[Push]
+
+
+class QuietSet(msgspec.Struct, frozen=True, tag="quiet_set", omit_defaults=True):
+    """Answer to ``quiet``: the quiet hours now in force (none when cleared)."""
+
+    rid: str = ""
+    start: str | None = None
+    end: str | None = None
+    tz: str | None = None
 
 
 class Registered(msgspec.Struct, frozen=True, tag="registered"):
@@ -133,7 +169,7 @@ class Reconnect(msgspec.Struct, frozen=True, tag="reconnect"):
     delay_ms: int
 
 
-ServerFrame = Welcome | Push | Registered | Unregistered | Error | Overflow | Reconnect
+ServerFrame = Welcome | Push | Batch | QuietSet | Registered | Unregistered | Error | Overflow | Reconnect
 
 
 class FrameError(ValueError):
@@ -157,6 +193,11 @@ def decode_server(data: str | bytes) -> ServerFrame:
         return _server_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise FrameError(str(exc)) from None
+
+
+def batch_frame(push_frames: list[bytes]) -> bytes:
+    """Splice already-encoded ``push`` frames into one ``batch`` frame (no re-encoding)."""
+    return b'{"type":"batch","pushes":[' + b",".join(push_frames) + b"]}"
 
 
 def encode(frame: ClientFrame | ServerFrame) -> bytes:

@@ -26,14 +26,18 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
+from prometheus_client import Counter
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from connection_server import session as s
+from connection_server.admission import admit
 from connection_server.frames import Close
 from gateway.apns_bridge.invalidation import token_invalidated
+from connection_server.power import Mode, PowerPolicy
 from gateway.bus import messages as m
 from gateway.config import Config
 from gateway.tls import server_context
@@ -44,6 +48,8 @@ if TYPE_CHECKING:
     from gateway.runtime import Core
 
 log = logging.getLogger("pushgw.shard")
+
+PUSH_WRITES = Counter("pushgw_shard_push_writes_total", "Socket writes carrying pushes (device wake-ups)")
 
 #: Store calls in flight per shard (authenticate, drain pages, ack flushes).
 #: Below the store's pool (10 connections by default): a reconnect storm of
@@ -67,13 +73,14 @@ _NO_HEADERS = Headers()
 class _Conn:
     """One socket and its session.  Slotted; the session never points back."""
 
-    __slots__ = ("drain_next", "drain_task", "session", "ws")
+    __slots__ = ("drain_next", "drain_task", "session", "timer", "ws")
 
     def __init__(self, ws: ServerConnection, session: s.Session) -> None:
         self.ws = ws
         self.session = session
         self.drain_next: s.Drain | None = None
         self.drain_task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None  # only while pushes wait (power window, quiet hours)
 
 
 class _BoundedConnection(ServerConnection):
@@ -110,7 +117,8 @@ class ShardServer:
         self._store_gate = asyncio.Semaphore(STORE_CONCURRENCY)
         # A device that does not read lets frames pile up in the kernel and then
         # in the transport; past this bound it is closed as too slow.
-        self._write_cap = max(256 * 1024, cfg.drain_window * cfg.ws_max_frame)
+        self._write_cap = max(256 * 1024, cfg.drain_window * cfg.ws_max_frame, 2 * s.BATCH_MAX_BYTES)
+        self._policy = PowerPolicy(window_s=cfg.power_window_ms / 1000)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -185,7 +193,7 @@ class ShardServer:
         # Only used while writes are paused (append/remove/iterate): an empty
         # list is 56 bytes, an empty deque 624.
         ws.drain_waiters = cast("deque[asyncio.Future[None]]", [])
-        conn = _Conn(ws, s.Session(self.cfg.drain_window))
+        conn = _Conn(ws, s.Session(self.cfg.drain_window, self._policy))
         try:
             try:
                 async with asyncio.timeout(self.cfg.hello_timeout_s):
@@ -233,6 +241,11 @@ class ShardServer:
                     if known.active:  # feedback (and the app's webhook) learn of the token's end once
                         await token_invalidated(self.core.store, known.app_id, a.token, "Unregistered", at_ms)
                     self._apply(conn, sess.unregistered(a.rid, a.token, at_ms))
+                elif isinstance(a, s.SaveQuiet):
+                    await self.core.store.set_quiet_hours(sess.device_id, a.quiet)
+                    self._apply(conn, sess.quiet_saved(a.rid, a.quiet))
+                elif isinstance(a, s.Admit):
+                    await self._admit(conn, a)
                 else:
                     self._apply(conn, [a])
             except PushgwError as exc:
@@ -256,19 +269,43 @@ class ShardServer:
             await core.engine.kick(device.device_id, replaced, epoch)
         async with self._store_gate:
             overflow = await core.store.take_overflow(device.device_id)
-        self._apply(conn, sess.authenticated(app.bundle_id, epoch, cfg.ws_ping_interval_s, cfg.ws_max_frame, overflow))
+            quiet = await core.store.get_quiet_hours(device.device_id)
+        self._apply(
+            conn, sess.authenticated(app.bundle_id, epoch, cfg.ws_ping_interval_s, cfg.ws_max_frame, overflow, quiet)
+        )
+
+    async def _admit(self, conn: _Conn, a: s.Admit) -> None:
+        """Background budget and Live Activity order, decided by the store."""
+        sess = conn.session
+        try:
+            async with self._store_gate:
+                refused, retry_at_s = await admit(
+                    self.core.store, sess.device_id, a.rows, self.cfg.background_budget_per_hour, _now_ms()
+                )
+        except PushgwError as exc:
+            log.warning("admission for %s failed: %s", sess.device_id, exc)
+            sess.admit_failed(a.rows)
+            await asyncio.sleep(1.0)
+            self._apply(conn, sess.request_drain(Mode.BURST))
+            return
+        self._apply(conn, sess.admitted(a.rows, refused, retry_at_s))
 
     def _apply(self, conn: _Conn, actions: Sequence[s.Action]) -> None:
-        """Execute the actions that need no awaiting (sends, closes, drains)."""
+        """Execute the actions that need no awaiting (sends, closes, drains).
+
+        Consecutive sends are one socket write (one radio wake-up): a burst,
+        or a welcome with the first page of the backlog.
+        """
+        frames: list[bytes] = []
         for a in actions:
             if isinstance(a, s.Send):
-                ws = conn.ws
-                broadcast((ws,), a.data, text=True)
-                transport = ws.transport
-                if transport is not None and transport.get_write_buffer_size() > self._write_cap:
-                    self._apply(conn, conn.session.too_slow())
+                frames.append(a.data)
+                continue
+            if frames:
+                if not self._write(conn, frames):
                     return
-            elif isinstance(a, s.Drain):
+                frames = []
+            if isinstance(a, s.Drain):
                 conn.drain_next = a
                 if conn.drain_task is None:
                     conn.drain_task = self._spawn(self._drain(conn))
@@ -276,8 +313,45 @@ class ShardServer:
                 self._dirty.add(conn)
             elif isinstance(a, s.CloseConn):
                 self._spawn(conn.ws.close(a.code, a.reason))
-            else:  # store calls only come from frames, handled by _run
+            elif isinstance(a, s.SetTimer):
+                self._set_timer(conn, a.at_s)
+            else:  # store calls, handled by _run
                 self._spawn(self._run(conn, [a]))
+        if frames:
+            self._write(conn, frames)
+
+    def _write(self, conn: _Conn, frames: list[bytes]) -> bool:
+        """Write text frames with one ``transport.write``; False if the device is too slow."""
+        ws = conn.ws
+        if len(frames) == 1:
+            broadcast((ws,), frames[0], text=True)
+        elif ws.protocol.state is State.OPEN and ws.transport is not None:
+            # websockets writes each frame on its own (one send() each); frame
+            # them all first and hand the transport their concatenation.
+            for data in frames:
+                ws.protocol.send_text(data)
+            chunks = ws.protocol.data_to_send()
+            ws.transport.write(b"".join(chunks))
+        else:
+            return True
+        if frames[-1].startswith((b'{"type":"push"', b'{"type":"batch"')):
+            PUSH_WRITES.inc()
+        transport = ws.transport
+        if transport is not None and transport.get_write_buffer_size() > self._write_cap:
+            self._apply(conn, conn.session.too_slow())
+            return False
+        return True
+
+    def _set_timer(self, conn: _Conn, at_s: float) -> None:
+        if conn.timer is not None:
+            conn.timer.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(at_s - time.time(), 0.0)
+        conn.timer = loop.call_at(loop.time() + delay, self._on_timer, conn)
+
+    def _on_timer(self, conn: _Conn) -> None:
+        conn.timer = None
+        self._apply(conn, conn.session.timer(time.time()))
 
     async def _drain(self, conn: _Conn) -> None:
         sess = conn.session
@@ -296,7 +370,7 @@ class ShardServer:
                     await asyncio.sleep(1.0)
                     self._apply(conn, sess.request_drain())
                     continue
-                self._apply(conn, sess.drained(rows, a.limit, int(time.time())))
+                self._apply(conn, sess.drained(rows, a.limit, time.time()))
         finally:
             conn.drain_task = None
 
@@ -305,6 +379,9 @@ class ShardServer:
         sess.closed()
         if conn.drain_task is not None:
             conn.drain_task.cancel()
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
         device_id = sess.device_id
         if device_id and self._conns.get(device_id) is conn:
             del self._conns[device_id]
@@ -326,7 +403,7 @@ class ShardServer:
             n = msg.notification
             conn = self._conns.get(n.device_id or "")
             if conn is not None:
-                self._apply(conn, conn.session.push(n, int(time.time())))
+                self._apply(conn, conn.session.push(n, time.time()))
         elif isinstance(msg, m.KickMessage):
             conn = self._conns.get(msg.device_id)
             if conn is not None:
@@ -335,6 +412,20 @@ class ShardServer:
             conn = self._conns.get(msg.device_id)
             if conn is not None:
                 self._apply(conn, conn.session.request_drain())
+        elif isinstance(msg, m.SettingsMessage):
+            conn = self._conns.get(msg.device_id)
+            if conn is not None:
+                self._spawn(self._reload_settings(conn))
+
+    async def _reload_settings(self, conn: _Conn) -> None:
+        """The REST API changed the device's quiet hours."""
+        try:
+            async with self._store_gate:
+                quiet = await self.core.store.get_quiet_hours(conn.session.device_id)
+        except PushgwError as exc:
+            log.warning("settings reload of %s failed: %s", conn.session.device_id, exc)
+            return
+        self._apply(conn, conn.session.quiet_saved("", quiet))
 
     async def _on_resubscribed(self) -> None:
         """Messages may have been lost; if Redis restarted, presence was lost too."""

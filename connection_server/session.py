@@ -11,6 +11,14 @@ store call -- and executes the actions it returns:
     Drain(after, limit)        store.backlog(...), then ``drained(rows, limit)``
     FlushAcks()                acks are waiting: ``take_acks()`` soon
     IssueToken(rid, topic, env) / RevokeToken(rid, token)
+    SetTimer(at_s)             call ``timer(now)`` at wall-clock time at_s (replaces
+                               the previous timer)
+    Admit(rows)                ask the store which of these rows may go out (background
+                               budget, Live Activity order), then ``admitted(...)``
+    SaveQuiet(rid, quiet)      store the device's quiet hours, then ``quiet_saved(...)``
+
+Which pushes go out now and which wait (power window, sleep, quiet hours) is
+decided by connection_server/power.py; this module applies its verdicts.
 
 States: AWAIT_HELLO -> AUTHENTICATING -> OPEN -> CLOSING -> CLOSED.
 
@@ -27,7 +35,10 @@ from collections.abc import Sequence
 import msgspec
 
 from connection_server import frames as f
+from connection_server.power import ADMITTED_TYPES, NO_HOLD, Mode, PowerPolicy, Verdict, Waits, verdict
+from schemas.errors import BadRequestParams
 from schemas.notification import StoredNotification
+from schemas.quiet_hours import QuietHours
 
 #: apns-topic suffixes a device may register besides its bare bundle id (APNS.md section 2).
 TOPIC_SUFFIXES = (
@@ -93,8 +104,25 @@ class RevokeToken(msgspec.Struct, frozen=True):
     token: str
 
 
-Action = Send | CloseConn | Authenticate | Drain | FlushAcks | IssueToken | RevokeToken
+class SetTimer(msgspec.Struct, frozen=True):
+    at_s: float
+
+
+class Admit(msgspec.Struct, frozen=True):
+    rows: tuple[StoredNotification, ...]
+
+
+class SaveQuiet(msgspec.Struct, frozen=True):
+    rid: str
+    quiet: QuietHours | None
+
+
+Action = Send | CloseConn | Authenticate | Drain | FlushAcks | IssueToken | RevokeToken | SetTimer | Admit | SaveQuiet
 _FLUSH = FlushAcks()
+#: A v2 ``batch`` frame stays below this size; a bigger burst is split into
+#: several batch frames (written to the socket together).  v2 clients accept
+#: frames up to 1 MiB (docs/protocol.md).
+BATCH_MAX_BYTES = 512 * 1024
 
 
 def push_frame(n: StoredNotification) -> bytes:
@@ -117,9 +145,12 @@ class Session:
     __slots__ = (
         "_acks",
         "_cursor",
+        "_mode",
         "_outstanding",
+        "_quiet",
         "_redrain",
         "_unflushed",
+        "_waits",
         "_want_drain",
         "awake",
         "bundle_id",
@@ -127,12 +158,19 @@ class Session:
         "epoch",
         "inflight",
         "phase",
+        "policy",
+        "version",
         "window",
     )
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, policy: PowerPolicy = NO_HOLD) -> None:
         self.phase = Phase.AWAIT_HELLO
         self.window = window
+        self.policy = policy  # shared by the shard's sessions
+        self.version = 1
+        self._mode = Mode.AUTO  # of the drain pass in progress
+        self._waits: Waits | None = None  # allocated while something waits
+        self._quiet: QuietHours | None = None
         self.device_id = ""
         self.bundle_id = ""
         self.epoch = 0
@@ -157,9 +195,10 @@ class Session:
         if self.phase == Phase.AWAIT_HELLO:
             if not isinstance(frame, f.Hello):
                 return self._close(f.Close.BAD_FRAME, "expected hello")
-            if frame.v != f.PROTOCOL_VERSION:
+            if frame.v not in f.SUPPORTED_VERSIONS:
                 return self._close(f.Close.UNSUPPORTED_VERSION, f"unsupported protocol version {frame.v}")
             self.phase = Phase.AUTHENTICATING
+            self.version = frame.v
             self.device_id = frame.device_id
             self.awake = frame.awake
             return [Authenticate(frame.device_id, frame.secret)]
@@ -176,25 +215,61 @@ class Session:
         if isinstance(frame, f.State):
             woke = frame.awake and not self.awake
             self.awake = frame.awake
-            return self.request_drain() if woke else []
+            # Awake means the radio is up anyway: everything held goes out now.
+            return self.request_drain(Mode.P10_BURST) if woke else []
+        if isinstance(frame, f.Quiet):
+            return self._set_quiet(frame)
         return self._close(f.Close.BAD_FRAME, "unexpected hello")
+
+    def _set_quiet(self, frame: f.Quiet) -> list[Action]:
+        if frame.start is None and frame.end is None and frame.tz is None:
+            return [SaveQuiet(frame.rid, None)]
+        if frame.start is None or frame.end is None or frame.tz is None:
+            return self.request_failed(frame.rid, BadRequestParams.reason, "quiet needs start, end and tz")
+        try:
+            quiet = QuietHours.parse(frame.start, frame.end, frame.tz)
+        except BadRequestParams as exc:
+            return self.request_failed(frame.rid, exc.reason, exc.detail)
+        return [SaveQuiet(frame.rid, quiet)]
 
     # -- results of the driver's I/O ---------------------------------------------
 
     def authenticated(
-        self, bundle_id: str, epoch: int, heartbeat: float, max_frame: int, overflow: int
+        self,
+        bundle_id: str,
+        epoch: int,
+        heartbeat: float,
+        max_frame: int,
+        overflow: int,
+        quiet: QuietHours | None = None,
     ) -> list[Action]:
         if self.phase != Phase.AUTHENTICATING:
             return []
         self.phase = Phase.OPEN
         self.bundle_id = bundle_id
         self.epoch = epoch
-        out: list[Action] = [
-            Send(f.encode(f.Welcome(epoch=epoch, heartbeat=heartbeat, window=self.window, max_frame=max_frame)))
-        ]
+        self._quiet = quiet
+        welcome = f.Welcome(epoch=epoch, heartbeat=heartbeat, window=self.window, max_frame=max_frame, v=self.version)
+        out: list[Action] = [Send(f.encode(welcome))]
         if overflow > 0:
             out.append(Send(f.encode(f.Overflow(dropped=overflow))))
-        out.extend(self.request_drain())
+        # Connecting woke the radio already: the backlog goes out as bursts.
+        out.extend(self.request_drain(Mode.BURST))
+        return out
+
+    def quiet_saved(self, rid: str, quiet: QuietHours | None) -> list[Action]:
+        """The device's quiet hours changed (its own frame, or the REST API when rid is None)."""
+        if self.phase != Phase.OPEN:
+            return []
+        self._quiet = quiet
+        out: list[Action] = []
+        if rid:
+            start, end = quiet.clock() if quiet is not None else (None, None)
+            tz = quiet.tz if quiet is not None else None
+            out.append(Send(f.encode(f.QuietSet(rid=rid, start=start, end=end, tz=tz))))
+        if self._waits is not None:
+            self._waits.quiet_until = None  # re-decided by the drain below
+        out.extend(self.request_drain())  # alerts held by the old hours may be due now
         return out
 
     def auth_failed(self) -> list[Action]:
@@ -217,24 +292,28 @@ class Session:
 
     # -- delivery ------------------------------------------------------------------
 
-    def push(self, n: StoredNotification, now_s: int) -> list[Action]:
+    def push(self, n: StoredNotification, now_s: float) -> list[Action]:
         """A committed notification arrived on the bus (the doorbell)."""
         if self.phase != Phase.OPEN or n.id in self.inflight or n.id in self._unflushed:
             return []
-        if n.expiration and n.expiration < now_s:
-            return []
-        if n.priority == 1 and not self.awake:
-            return []  # stays pending; drained when the device says it is awake
+        v = self._verdict(n, Mode.AUTO, now_s)
+        if v != Verdict.SEND:
+            return self._wait({v}, now_s)
+        if n.priority >= 10 and self._waits is not None and self._waits.held:
+            # A priority-10 push takes the held ones along: one burst read from
+            # the store (where this push is committed too), one socket write.
+            return self.request_drain(Mode.P10_BURST)
         if len(self.inflight) >= self.window:
             # The row is in the store; re-read it once the window opens.
             return self.request_drain()
         self.inflight.add(n.id)
-        return [Send(push_frame(n))]
+        return self._emit([n])
 
-    def request_drain(self) -> list[Action]:
-        """Read the backlog again from the top (connect, resubscribe, doorbell)."""
+    def request_drain(self, mode: Mode = Mode.AUTO) -> list[Action]:
+        """Read the backlog again from the top (connect, resubscribe, doorbell, burst)."""
         if self.phase != Phase.OPEN:
             return []
+        self._upgrade(mode)
         if self._outstanding:
             self._redrain = True
             return []
@@ -242,27 +321,42 @@ class Session:
         self._cursor = None
         return self._next_drain()
 
-    def drained(self, rows: Sequence[StoredNotification], limit: int, now_s: int) -> list[Action]:
+    def drained(self, rows: Sequence[StoredNotification], limit: int, now_s: float) -> list[Action]:
         """A page of backlog (priority desc, id asc) answering a Drain action."""
         self._outstanding = False
         if self.phase != Phase.OPEN:
             return []
-        out: list[Action] = []
-        for n in rows:
-            if n.id in self.inflight or n.id in self._unflushed:
-                continue
-            if (n.expiration and n.expiration < now_s) or (n.priority == 1 and not self.awake):
-                continue
-            self.inflight.add(n.id)
-            out.append(Send(push_frame(n)))
+        fresh = [n for n in rows if n.id not in self.inflight and n.id not in self._unflushed]
+        mode = self._mode
+        verdicts = [self._verdict(n, mode, now_s) for n in fresh]
+        urgent = any(v == Verdict.SEND and n.priority >= 10 for n, v in zip(fresh, verdicts, strict=True))
+        if mode == Mode.AUTO and urgent and (Verdict.WINDOW in verdicts or Verdict.SLEEP in verdicts):
+            # A priority-10 push is going out anyway: take the waiting ones along.
+            self._upgrade(Mode.P10_BURST)
+            mode = self._mode
+            verdicts = [self._verdict(n, mode, now_s) for n in fresh]
+        send: list[StoredNotification] = []
+        for n, v in zip(fresh, verdicts, strict=True):
+            if v == Verdict.SEND:
+                self.inflight.add(n.id)
+                send.append(n)
+        out = self._emit(send)
+        waiting = set(verdicts)
+        waiting.discard(Verdict.SEND)
+        if waiting:
+            out.extend(self._wait(waiting, now_s))
         if rows:
             self._cursor = (rows[-1].priority, rows[-1].id)
+        # Pages come priority first: in an AUTO pass, once a page ends below
+        # priority 10 nothing further could go out now.
+        no_more_urgent = mode == Mode.AUTO and self.policy.holds and bool(rows) and rows[-1].priority < 10
         if self._redrain:
             self._redrain = False
             self._cursor = None
-        elif len(rows) < limit:
+        elif len(rows) < limit or no_more_urgent:
             self._want_drain = False
             self._cursor = None
+            self._mode = Mode.AUTO
         out.extend(self._next_drain())
         return out
 
@@ -281,6 +375,112 @@ class Session:
             return []
         self._outstanding = True
         return [Drain(self._cursor, free)]
+
+    # -- power: bursts, waits, admission -----------------------------------------------
+
+    def _upgrade(self, mode: Mode) -> None:
+        """The drain pass in progress sends at least what ``mode`` allows."""
+        self._mode = max(self._mode, mode)
+        w = self._waits
+        if w is not None and mode >= Mode.BURST:
+            w.hold_until = None  # this pass sends them
+            if mode == Mode.P10_BURST or self.awake:
+                w.sleepers = False
+
+    def _verdict(self, n: StoredNotification, mode: Mode, now_s: float) -> Verdict:
+        return verdict(n, mode, awake=self.awake, quiet=self._quiet, policy=self.policy, now_s=now_s)
+
+    def _wait(self, verdicts: set[Verdict], now_s: float) -> list[Action]:
+        """Remember what waits (the rows stay pending in the store) and arm the timer."""
+        if verdicts == {Verdict.SKIP}:
+            return []
+        w = self._waits
+        if w is None:
+            w = self._waits = Waits()
+        if Verdict.WINDOW in verdicts and w.hold_until is None:
+            w.hold_until = now_s + self.policy.window_s
+        if Verdict.SLEEP in verdicts:
+            w.sleepers = True
+        if Verdict.QUIET in verdicts and self._quiet is not None:
+            end = self._quiet.ends_at(now_s)
+            w.quiet_until = end if w.quiet_until is None else min(w.quiet_until, end)
+        return self._arm()
+
+    def _arm(self) -> list[Action]:
+        w = self._waits
+        if w is None:
+            return []
+        due = w.next_due()
+        if due is None or due == w.armed:
+            if w.idle:
+                self._waits = None
+            return []
+        w.armed = due
+        return [SetTimer(due)]
+
+    def timer(self, now_s: float) -> list[Action]:
+        """The driver's timer fired: start the bursts that are due."""
+        w = self._waits
+        if w is None or self.phase != Phase.OPEN:
+            return []
+        w.armed = None
+        mode: Mode | None = None
+        if w.hold_until is not None and w.hold_until <= now_s:
+            mode = Mode.BURST
+        for attr in ("quiet_until", "retry_at"):
+            due = getattr(w, attr)
+            if due is not None and due <= now_s:
+                setattr(w, attr, None)
+                mode = Mode.AUTO if mode is None else mode
+        out = self.request_drain(mode) if mode is not None else []
+        out.extend(self._arm())
+        return out
+
+    def _emit(self, rows: list[StoredNotification]) -> list[Action]:
+        """Rows reserved in ``inflight`` go out as one burst, after admission if needed."""
+        if not rows:
+            return []
+        if any(n.push_type in ADMITTED_TYPES for n in rows):
+            return [Admit(tuple(rows))]
+        return self._frames(rows)
+
+    def admitted(self, rows: Sequence[StoredNotification], refused: set[int], retry_at_s: float | None) -> list[Action]:
+        """The store's answer to Admit: refused rows are not sent (settled or waiting
+        for the background budget, which frees at ``retry_at_s``)."""
+        if self.phase != Phase.OPEN:
+            return []
+        self.inflight.difference_update(refused)
+        out = self._frames([n for n in rows if n.id not in refused])
+        if retry_at_s is not None:
+            w = self._waits
+            if w is None:
+                w = self._waits = Waits()
+            w.retry_at = retry_at_s if w.retry_at is None else min(w.retry_at, retry_at_s)
+            out.extend(self._arm())
+        out.extend(self._next_drain())
+        return out
+
+    def admit_failed(self, rows: Sequence[StoredNotification]) -> list[Action]:
+        """The store did not answer: the rows stay pending; the driver re-drains later."""
+        self.inflight.difference_update(n.id for n in rows)
+        return []
+
+    def _frames(self, rows: list[StoredNotification]) -> list[Action]:
+        frames = [push_frame(n) for n in rows]
+        if self.version < 2 or len(frames) <= 1:
+            # v1: consecutive push frames; the driver writes them to the socket at once.
+            return [Send(data) for data in frames]
+        out: list[Action] = []
+        batch: list[bytes] = []
+        size = 0
+        for data in frames:
+            if batch and size + len(data) > BATCH_MAX_BYTES:
+                out.append(Send(f.batch_frame(batch)))
+                batch, size = [], 0
+            batch.append(data)
+            size += len(data) + 1
+        out.append(Send(f.batch_frame(batch) if len(batch) > 1 else batch[0]))
+        return out
 
     @property
     def draining(self) -> bool:
@@ -349,6 +549,7 @@ class Session:
     def closed(self) -> None:
         self.phase = Phase.CLOSED
         self.inflight.clear()
+        self._waits = None  # what waited is pending in the store
 
     def _close(self, code: int, reason: str) -> list[Action]:
         if self.phase >= Phase.CLOSING:

@@ -44,6 +44,8 @@ class Config:
     ack_flush_ms: int = 5  # acks are batched into the store this often
     group_commit_max: int = 2000  # notifications per accept transaction
     group_commit_flushers: int = 2  # concurrent accept transactions per process (PostgreSQL)
+    power_window_ms: int = 10_000  # priority 5 is held this long per device, then sent as one burst
+    background_budget_per_hour: int = 3  # background pushes per device per hour; beyond, the newest waits
 
     # -- device sessions ----------------------------------------------------
     ws_ping_interval_s: float = 60.0
@@ -176,6 +178,8 @@ def _validate(cfg: Config) -> None:
     for name in ("schedule_catch_up_s", "digest_rule_cache_s"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must not be negative")
+    if cfg.power_window_ms < 0:
+        raise ConfigError("power_window_ms must be >= 0 (0 sends priority 5 at once)")
     for name in (
         "backlog_cap",
         "drain_window",
@@ -183,6 +187,7 @@ def _validate(cfg: Config) -> None:
         "group_commit_flushers",
         "presence_ttl_s",
         "ws_max_frame",
+        "background_budget_per_hour",
     ):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name} must be positive")

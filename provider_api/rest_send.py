@@ -35,6 +35,7 @@ from provider_api.submit import (
     new_apns_id,
     notification_for,
 )
+from schemas import liveactivity
 from schemas.apns import DELIVER_AT_HEADER, DEVICE_PATH, ApnsHeaders, validate_headers
 from schemas.errors import DeviceTokenNotForTopic, Gone, PushgwError, TooManyRequests, TopicDisallowed, Unregistered
 from schemas.notification import AcceptResult, Notification
@@ -86,12 +87,14 @@ def _validate(app: App, token: str, topic: str | None, f: _Fields) -> ApnsHeader
     return h
 
 
-def _payload(raw: msgspec.Raw, push_type: str) -> bytes:
-    return validate_aps_payload(bytes(raw), PAYLOAD_LIMIT[push_type])
+def _payload(raw: msgspec.Raw, push_type: str, priority: int) -> bytes:
+    body = validate_aps_payload(bytes(raw), PAYLOAD_LIMIT[push_type])
+    liveactivity.check_body(push_type, priority, body)
+    return body
 
 
 async def _prepare(ctx: RestContext, app: App, h: ApnsHeaders, req: SendRequest) -> Notification:
-    payload = _payload(req.payload, h.push_type)
+    payload = _payload(req.payload, h.push_type, h.priority)
     return await build_notification(
         ctx.core,
         app,
@@ -164,7 +167,7 @@ async def send_batch(request: web.Request) -> web.Response:
         try:
             req = decode(bytes(raw), SendRequest)
             h = _validate(app, req.token, req.topic, req)
-            payload = _payload(req.payload, h.push_type)
+            payload = _payload(req.payload, h.push_type, h.priority)
             valid.append((i, h, payload, normalize_token(h.token)))
         except PushgwError as err:
             results[i] = _failed(err, index=i)
@@ -254,7 +257,7 @@ async def send_user(request: web.Request) -> web.Response:
     await ctx.limits.check_app(app.app_id)
     req = decode(await request.read(), UserSendRequest)
     h = _validate(app, _ANY_TOKEN, req.topic, req)
-    payload = _payload(req.payload, h.push_type)
+    payload = _payload(req.payload, h.push_type, h.priority)
     records = await ctx.core.store.list_user_tokens(app.app_id, req.user_id)
     results = []
     for rec, outcome in await _fan_out(ctx, app, records, h, req.topic is not None, payload):
@@ -273,7 +276,7 @@ async def send_topic(request: web.Request) -> web.Response:
     await ctx.limits.check_app(app.app_id)
     req = decode(await request.read(), TopicSendRequest)
     h = _validate(app, _ANY_TOKEN, req.topic, req)
-    payload = _payload(req.payload, h.push_type)
+    payload = _payload(req.payload, h.push_type, h.priority)
     matched = accepted = 0
     reasons: dict[str, int] = {}
     after = ""

@@ -47,6 +47,7 @@ from typing import Final
 
 import msgspec
 
+from schemas import liveactivity
 from schemas.errors import (
     BadCollapseId,
     BadDeviceToken,
@@ -185,7 +186,9 @@ def validate_headers(method: str, path: str, headers: Sequence[tuple[str, str]])
 
 def validate_payload(headers: ApnsHeaders, body: bytes) -> bytes:
     """Check ``body`` against the payload rules and the push type's size limit; return it unchanged."""
-    return validate_aps_payload(body, PAYLOAD_LIMIT[headers.push_type])
+    validate_aps_payload(body, PAYLOAD_LIMIT[headers.push_type])
+    liveactivity.check_body(headers.push_type, headers.priority, body)
+    return body
 
 
 def validate_request(

@@ -26,6 +26,9 @@ class Status(str, enum.Enum):
     REJECTED = "rejected"  # Apple refused it (permanent reason)
     DIGESTING = "digesting"  # held by the app's digest rule until its window ends
     DIGESTED = "digested"  # folded into a summary push (gateway/digest.py)
+    SUPERSEDED = "superseded"  # over the background budget; a newer background push replaced it
+    STALE = "stale"  # Live Activity update older than the last one delivered
+    ACTIVITY_ENDED = "activity_ended"  # Live Activity push after the activity's end
 
     @property
     def terminal(self) -> bool:

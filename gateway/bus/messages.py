@@ -28,7 +28,13 @@ class DrainMessage(msgspec.Struct, frozen=True, tag="drain"):
     device_id: str
 
 
-ShardMessage = PushMessage | KickMessage | DrainMessage
+class SettingsMessage(msgspec.Struct, frozen=True, tag="settings"):
+    """The device's settings (quiet hours) changed: reload them from the store."""
+
+    device_id: str
+
+
+ShardMessage = PushMessage | KickMessage | DrainMessage | SettingsMessage
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ShardMessage)

@@ -23,6 +23,7 @@ from schemas.notification import (
     StoredNotification,
     TokenKind,
 )
+from schemas.quiet_hours import QuietHours
 
 
 class Team(msgspec.Struct, frozen=True, kw_only=True):
@@ -269,3 +270,22 @@ class Store(Protocol):
         dead-letter when next_attempt_ms is None."""
 
     async def list_webhook_jobs(self, app_id: int, state: str | None = None, limit: int = 100) -> list[WebhookJob]: ...
+
+    # -- power-aware delivery (015_power.sql; rules in power_rules.py) -----------
+    async def get_quiet_hours(self, device_id: str) -> QuietHours | None: ...
+
+    async def set_quiet_hours(self, device_id: str, quiet: QuietHours | None) -> None:
+        """Set (or clear, with None) the device's quiet hours."""
+
+    async def admit_background(
+        self, device_id: str, ids: Sequence[int], budget: int, window_ms: int, now_ms: int
+    ) -> tuple[list[int], int | None]:
+        """Count background pushes about to be sent against the device's budget.
+
+        Returns the ids over budget (not to send) and, if any, when the budget
+        frees (ms).  The newest over-budget push stays pending; older pending
+        background pushes of the device become ``superseded``."""
+
+    async def admit_live_activities(self, updates: Sequence[tuple[int, str, str, float]], now_ms: int) -> list[int]:
+        """(id, token, event, timestamp) of Live Activity pushes about to be sent;
+        returns the ids refused (settled ``stale`` or ``activity_ended``)."""

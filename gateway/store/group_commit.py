@@ -180,6 +180,9 @@ _TERMINAL_EVENT = {
     Status.DISCARDED: "discarded",
     Status.RELAYED: "relayed",
     Status.REJECTED: "rejected",
+    Status.SUPERSEDED: "superseded",
+    Status.STALE: "stale",
+    Status.ACTIVITY_ENDED: "activity_ended",
 }
 
 

@@ -1,8 +1,8 @@
 """Numbered SQL migrations and named queries, read from ``gateway/store/sql``.
 
 Layout: ``sql/<backend>/NNN_name.sql`` are migrations applied in number
-order; ``sql/<backend>/queries.sql`` holds named queries, each introduced by
-a ``-- name: <name>`` line.  The ``schema_migrations`` table records the
+order; ``sql/<backend>/queries.sql`` (and ``*_queries.sql``) hold named queries, each
+introduced by a ``-- name: <name>`` line.  The ``schema_migrations`` table records the
 numbers already applied, so opening a store twice applies nothing twice.
 """
 
@@ -54,15 +54,20 @@ def migrations(backend: str) -> tuple[Migration, ...]:
 
 @functools.cache
 def queries(backend: str) -> dict[str, str]:
-    """Named queries of ``sql/<backend>/queries.sql``."""
-    text = _sql_dir(backend).joinpath("queries.sql").read_text()
-    parts = _NAME_RE.split(text)
+    """Named queries of ``sql/<backend>/queries.sql`` and the ``*_queries.sql`` files
+    beside it (one per feature, e.g. ``power_queries.sql``)."""
+    files = sorted(
+        (e for e in _sql_dir(backend).iterdir() if e.name == "queries.sql" or e.name.endswith("_queries.sql")),
+        key=lambda e: e.name,
+    )
     out: dict[str, str] = {}
-    # parts = [preamble, name1, body1, name2, body2, ...]
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        if name in out:
-            raise RuntimeError(f"query {name!r} defined twice in sql/{backend}/queries.sql")
-        out[name] = body.strip().rstrip(";")
+    for entry in files:
+        parts = _NAME_RE.split(entry.read_text())
+        # parts = [preamble, name1, body1, name2, body2, ...]
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in out:
+                raise RuntimeError(f"query {name!r} defined twice in sql/{backend}")
+            out[name] = body.strip().rstrip(";")
     return out
 
 

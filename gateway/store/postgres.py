@@ -45,6 +45,7 @@ from gateway.store.group_commit import (
 from gateway.store.migrations import migrate_postgres, queries
 from gateway.store.relay_rows import check_outcomes, to_relay_claim
 from gateway.store.schedules_store import PostgresSchedulesMixin
+from gateway.store.power_postgres import PowerPostgresMixin
 from schemas.errors import StoreUnavailable
 from schemas.notification import (
     AcceptResult,
@@ -81,7 +82,7 @@ async def _reset_connection(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-class PostgresStore(PostgresSchedulesMixin):
+class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin):
     def __init__(
         self,
         dsn: str,

@@ -49,6 +49,7 @@ from gateway.store.group_commit import (
 from gateway.store.migrations import migrate_sqlite, queries
 from gateway.store.relay_rows import check_outcomes, to_relay_claim
 from gateway.store.schedules_store import SqliteSchedulesMixin
+from gateway.store.power_sqlite import PowerSqliteMixin
 from schemas.errors import StoreUnavailable
 from schemas.notification import (
     AcceptResult,
@@ -64,7 +65,7 @@ Q = queries("sqlite")
 T = TypeVar("T")
 
 
-class SqliteStore(SqliteSchedulesMixin):
+class SqliteStore(SqliteSchedulesMixin, PowerSqliteMixin):
     def __init__(
         self,
         path: str,

@@ -10,6 +10,8 @@ from gateway.store.migrations import migrations
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 
+#: 015_power.sql: quiet hours, background budget, Live Activity state.
+POWER_TABLES = {"device_settings", "background_sends", "live_activities"}
 TABLES = {
     "schema_migrations", "teams", "apps", "provider_keys", "api_keys", "devices", "tokens", "subscriptions",
     "notifications", "feedback", "webhooks", "webhook_jobs", "schedules", "digest_rules", "digest_items",
@@ -40,6 +42,8 @@ async def test_postgres_schema_and_idempotent_reopen(pg_dsn: str) -> None:
     assert versions == [m.version for m in migrations("postgres")]
     assert versions[:3] == [1, 2, 3] and 10 in versions  # 010: relay attempts (bridge)
     assert {20, 21} <= set(versions)  # 020, 021: schedules, digests
+    assert 15 in versions  # 015: power-aware delivery
+    assert POWER_TABLES <= tables
     assert has_fn == 1
 
 
@@ -68,5 +72,6 @@ async def test_sqlite_schema_and_idempotent_reopen(sqlite_path: str) -> None:
     assert versions == [m.version for m in migrations("sqlite")]
     assert versions[:2] == [1, 2] and 10 in versions  # 010: relay attempts (bridge)
     assert {20, 21} <= set(versions)  # 020, 021: schedules, digests
+    assert 15 in versions  # 015: power-aware delivery
     assert journal == "wal"
     assert "notifications_backlog" in plan

@@ -156,13 +156,17 @@ def test_table_covers_every_request_side_reason() -> None:
 def test_every_push_type_with_its_topic_suffix(push_type: str) -> None:
     topic = TOPIC + TOPIC_SUFFIX[push_type]
     priority = "5" if push_type == "background" else "10"
+    # A Live Activity body must carry event, timestamp and content-state (schemas/liveactivity.py).
+    sent = (
+        b'{"aps":{"event":"update","timestamp":1700000000,"content-state":{}}}' if push_type == "liveactivity" else BODY
+    )
     parsed, body = validate_request(
-        "POST", PATH, hdrs(apns_push_type=push_type, apns_topic=topic, apns_priority=priority), BODY
+        "POST", PATH, hdrs(apns_push_type=push_type, apns_topic=topic, apns_priority=priority), sent
     )
     assert (parsed.push_type, parsed.topic, parsed.priority) == (push_type, topic, int(priority))
     assert base_topic(parsed.topic, parsed.push_type) == TOPIC
     assert topic_for(TOPIC, push_type) == topic
-    assert body is BODY
+    assert body is sent
 
 
 def test_minimal_request_gets_apple_defaults() -> None:

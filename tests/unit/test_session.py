@@ -98,7 +98,7 @@ def test_bad_credential_and_hello_timeout_and_version() -> None:
     s, _ = opened()
     assert s.hello_timeout() == []  # an open session has no hello timer
     s = Session(4)
-    assert s.receive(hello(v=2))[0].code == f.Close.UNSUPPORTED_VERSION
+    assert s.receive(hello(v=3))[0].code == f.Close.UNSUPPORTED_VERSION
 
 
 def test_drain_window_pages_and_acks_open_it() -> None:
