@@ -19,6 +19,7 @@ import msgspec
 
 from schemas import rest as r
 from schemas import rest_schedules as rs
+from schemas.quiet_hours import QuietHoursBody
 from schemas.rest import BATCH_MAX
 
 _REF = "#/components/schemas/{name}"
@@ -49,6 +50,13 @@ ROUTES: tuple[Route, ...] = (
           None, 204, None, params={"device_id": "device id from registration"}),
     Route("post", "/api/v1/devices/{device_id}/tokens", "Issue a local token bound to a topic and environment",
           r.IssueTokenRequest, 201, r.TokenInfo, params={"device_id": "device id from registration"}),
+    Route("get", "/api/v1/devices/{device_id}/quiet-hours", "The device's quiet hours (404 when it has none)",
+          None, 200, QuietHoursBody, params={"device_id": "device id from registration"}),
+    Route("put", "/api/v1/devices/{device_id}/quiet-hours",
+          "Set quiet hours (local HH:MM in an IANA zone): alerts wait until they end, except time-sensitive/critical",
+          QuietHoursBody, 200, QuietHoursBody, params={"device_id": "device id from registration"}),
+    Route("delete", "/api/v1/devices/{device_id}/quiet-hours", "Clear the device's quiet hours", None, 204, None,
+          params={"device_id": "device id from registration"}),
     Route("post", "/api/v1/tokens/apns", "Register a real iPhone token (kind apns, relayed to Apple)",
           r.ApnsTokenRequest, 201, r.TokenInfo, (400, 403, 429, 503)),
     Route("delete", "/api/v1/tokens/{token}", "Unregister a token; later pushes get 410 Unregistered",

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import Config
-from provider_api import rest_devices, rest_digest, rest_schedules, rest_send, rest_subscriptions
+from provider_api import rest_devices, rest_digest, rest_quiet_hours, rest_schedules, rest_send, rest_subscriptions
 from provider_api.openapi import docs_html, openapi_json
 from provider_api.ratelimit import RateLimits
 from provider_api.rest_errors import CONTEXT, MAX_BODY, RestContext, rest_middleware
@@ -42,6 +42,7 @@ def build_rest_app(cfg: Config, core: Any, *, limits: RateLimits | None = None) 
     ctx = RestContext(cfg=cfg, core=core, limits=limits or RateLimits.from_config(cfg))
     app[CONTEXT] = ctx
     rest_devices.add_routes(app)
+    rest_quiet_hours.add_routes(app)
     rest_subscriptions.add_routes(app)
     rest_send.add_routes(app)
     rest_schedules.add_routes(app)

@@ -72,6 +72,14 @@ class QuietHours(msgspec.Struct, frozen=True):
         return local.hour * 60 + local.minute
 
 
+class QuietHoursBody(msgspec.Struct, frozen=True):
+    """REST body: ``{"start": "22:00", "end": "07:00", "tz": "Europe/Berlin"}``."""
+
+    start: str
+    end: str
+    tz: str
+
+
 class _Aps(msgspec.Struct, frozen=True):
     level: str | UnsetType = field(name="interruption-level", default=UNSET)
 
