@@ -36,8 +36,8 @@ from websockets.protocol import State
 from connection_server import session as s
 from connection_server.admission import admit
 from connection_server.frames import Close
-from gateway.apns_bridge.invalidation import token_invalidated
 from connection_server.power import Mode, PowerPolicy
+from gateway.apns_bridge.invalidation import token_invalidated
 from gateway.bus import messages as m
 from gateway.config import Config
 from gateway.tls import server_context

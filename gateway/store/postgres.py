@@ -43,9 +43,9 @@ from gateway.store.group_commit import (
     unique_in_batch,
 )
 from gateway.store.migrations import migrate_postgres, queries
+from gateway.store.power_postgres import PowerPostgresMixin
 from gateway.store.relay_rows import check_outcomes, to_relay_claim
 from gateway.store.schedules_store import PostgresSchedulesMixin
-from gateway.store.power_postgres import PowerPostgresMixin
 from schemas.errors import StoreUnavailable
 from schemas.notification import (
     AcceptResult,

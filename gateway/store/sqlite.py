@@ -47,9 +47,9 @@ from gateway.store.group_commit import (
     unique_in_batch,
 )
 from gateway.store.migrations import migrate_sqlite, queries
+from gateway.store.power_sqlite import PowerSqliteMixin
 from gateway.store.relay_rows import check_outcomes, to_relay_claim
 from gateway.store.schedules_store import SqliteSchedulesMixin
-from gateway.store.power_sqlite import PowerSqliteMixin
 from schemas.errors import StoreUnavailable
 from schemas.notification import (
     AcceptResult,
