@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = sub.add_parser("cluster", help="run provider-api, K shards and a worker as local processes")
     _common(cluster)
     cluster.add_argument("--shards", type=int, default=2)
+    cluster.add_argument(
+        "--api-procs", dest="api_procs", type=int, default=1, help="provider-api processes sharing the ports"
+    )
 
     cfg = sub.add_parser("config", help="configuration")
     cfg_sub = cfg.add_subparsers(dest="action", required=True)
@@ -137,12 +141,16 @@ class GatewayProcess:
 
         if "provider" in self.roles:
             from feedback.api import add_feedback_routes
+            from gateway.admin_api import add_admin_routes
+            from gateway.admin_dashboard import add_dashboard_routes
             from provider_api.rest import build_rest_app
 
             # The REST app is the main app (its API-key middleware guards
-            # /api/ only); feedback and ops routes are added to it.
+            # /api/ only); feedback, admin and ops routes are added to it.
             app = build_rest_app(cfg, core)
             add_feedback_routes(app, core)
+            add_admin_routes(app, cfg, core)
+            add_dashboard_routes(app)
         else:
             app = web.Application()
         add_ops_routes(app, cfg, core)
@@ -156,6 +164,8 @@ class GatewayProcess:
         self._stoppers.insert(0, runner.cleanup)
         scheme = "https" if tls else "http"
         self._lines.append(f"  REST API, health, metrics  {scheme}://{cfg.host}:{cfg.rest_port}/  (docs at /docs)")
+        if "provider" in self.roles:
+            self._lines.append(f"  admin dashboard  {scheme}://{cfg.host}:{cfg.rest_port}/admin/  (API /admin/api/v1)")
 
         if "provider" in self.roles:
             from provider_api.h2_server import H2Listener
@@ -171,6 +181,11 @@ class GatewayProcess:
             await shard.start()
             self._stoppers.insert(0, shard.stop)
             self._lines.extend(shard.describe())
+            from gateway.admin_shards import ShardBeacon
+
+            beacon = ShardBeacon(core, shard, cfg.rest_port)
+            beacon.start()
+            self._stoppers.insert(0, beacon.stop)
             from connection_server.gc_tuning import tune_gc
 
             tune_gc()  # after start-up: what exists now lives for the whole process
@@ -221,6 +236,11 @@ class GatewayProcess:
             except Exception as exc:  # keep stopping the rest
                 print(f"pushgw: error while stopping: {exc!r}", file=sys.stderr)
         self._stoppers.clear()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            # Drops this process's live gauges from the group's sums.
+            multiprocess.mark_process_dead(os.getpid())
 
 
 async def _run_until_signal(cfg: Config, roles: Sequence[str]) -> None:
@@ -279,11 +299,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pushgw: {exc}", file=sys.stderr)
         return 2
+    if cfg.metrics_dir:
+        # Before anything imports prometheus_client: it picks its value store
+        # (per-process files in this directory) at import time.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = cfg.metrics_dir
+        os.makedirs(cfg.metrics_dir, exist_ok=True)
     import uvloop
 
-    from gateway.logs import setup_logging
+    from gateway.logs import parse_module_levels, setup_logging
 
-    setup_logging(cfg.log_level, cfg.log_format)
+    setup_logging(cfg.log_level, cfg.log_format, parse_module_levels(cfg.log_levels))
     if args.command == "serve":
         uvloop.run(_run_until_signal(cfg, ROLES))
     elif args.command == "provider-api":
@@ -295,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "cluster":
         from gateway.cluster import run_cluster
 
-        return run_cluster(cfg, args.shards)
+        return run_cluster(cfg, args.shards, args.api_procs)
     elif args.command == "migrate":
         uvloop.run(_with_store(cfg, _noop))
         print("migrations applied")

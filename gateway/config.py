@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from gateway.logs import LEVELS, parse_module_levels
+
 
 class ConfigError(ValueError):
     pass
@@ -66,6 +68,8 @@ class Config:
     admin_token: str = ""
     log_level: str = "info"
     log_format: str = "console"  # console | json
+    log_levels: str = ""  # per-logger levels: "pushgw.h2=debug,aiohttp.access=warning"
+    metrics_dir: str = ""  # shared by processes on one port: /metrics sums them (prometheus multiprocess)
     secret_key: str = ""  # encrypts provider private keys at rest (bridge)
 
     # -- APNs bridge --------------------------------------------------------
@@ -170,6 +174,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("redis_url must start with redis:// or rediss://")
     if cfg.log_format not in ("console", "json"):
         raise ConfigError("log_format must be 'console' or 'json'")
+    if cfg.log_level.lower() not in LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LEVELS)}")
+    try:
+        parse_module_levels(cfg.log_levels)
+    except ValueError as exc:
+        raise ConfigError(f"log_levels: {exc}") from exc
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise ConfigError("tls_cert and tls_key must be set together")
     for name in ("schedule_tick_s", "digest_tick_s"):

@@ -69,6 +69,24 @@ class ConsoleFormatter(logging.Formatter):
 WIRE_LOGGERS = ("hpack", "h2", "websockets", "aiohttp.access", "aiohttp.server", "asyncpg", "redis")
 
 
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def parse_module_levels(spec: str) -> dict[str, str]:
+    """``"pushgw.h2=debug,aiohttp.access=warning"`` -> {logger: level}.
+
+    Raises ValueError with the offending part, so config loading can report it.
+    """
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, level = part.partition("=")
+        name, level = name.strip(), level.strip().lower()
+        if not sep or not name or level not in LEVELS:
+            raise ValueError(f"{part!r} is not <logger>=<{'|'.join(LEVELS)}>")
+        out[name] = level
+    return out
+
+
 def setup_logging(level: str = "info", fmt: str = "console", per_module: dict[str, str] | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())

@@ -35,6 +35,7 @@ if [ ${#need_install[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_install[@]}" >/dev/null
   [ "${created_policy:-0}" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
+"$(dirname "$0")/ensure-chromium.sh"
 PG_BIN=$(find_pg_bin)
 REDIS_BIN=$(command -v redis-server)
 

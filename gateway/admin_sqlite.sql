@@ -1,0 +1,84 @@
+-- Admin API read model and tenant CRUD, SQLite (gateway/admin_queries.py).
+-- The statistics scan notifications; the admin API caches them for a few seconds.
+
+-- name: counts_by_app
+SELECT app_id, status, count(*) AS n FROM notifications GROUP BY app_id, status;
+
+-- name: ack_latencies
+-- Accept-to-ack times (ms) of notifications acked since ?1, newest first.
+SELECT done_at_ms - accepted_at_ms AS ms FROM notifications
+WHERE status = 'delivered' AND kind = 'local' AND done_at_ms >= ?1
+ORDER BY done_at_ms DESC LIMIT ?2;
+
+-- name: bridge_results
+SELECT status, coalesce(reason, '') AS reason, count(*) AS n FROM notifications
+WHERE kind = 'apns' AND status <> 'pending' GROUP BY status, coalesce(reason, '');
+
+-- name: search_devices
+SELECT DISTINCT d.device_id, d.app_id, d.user_id, d.created_at_ms
+FROM devices d LEFT JOIN tokens t ON t.device_id = d.device_id
+WHERE (?1 = '' OR d.device_id = ?1 OR d.user_id = ?1 OR t.token LIKE ?2)
+  AND (?3 IS NULL OR d.app_id = ?3)
+ORDER BY d.created_at_ms DESC, d.device_id LIMIT ?4;
+
+-- name: search_apns_tokens
+SELECT token, app_id, topic, environment, active, user_id FROM tokens
+WHERE device_id IS NULL AND ?1 <> '' AND (token LIKE ?2 OR user_id = ?1)
+  AND (?3 IS NULL OR app_id = ?3)
+ORDER BY token LIMIT ?4;
+
+-- name: pending_count
+SELECT count(*) FROM notifications WHERE device_id = ?1 AND status = 'pending';
+
+-- name: notification_detail
+SELECT id, apns_id, app_id, token, topic, payload, priority, push_type, expiration, expires_at_s,
+       collapse_id, device_id, kind, status, reason, accepted_at_ms, deliver_at_ms, sent_at_ms,
+       done_at_ms, apple_id
+FROM notifications WHERE app_id = ?1 AND apns_id = ?2;
+
+-- name: recent_notifications
+SELECT id, apns_id, app_id, token, topic, priority, push_type, kind, status, reason, accepted_at_ms, done_at_ms
+FROM notifications
+WHERE (?1 IS NULL OR app_id = ?1) AND (?2 = '' OR status = ?2)
+  AND (?3 = '' OR device_id = ?3 OR token = ?3)
+ORDER BY id DESC LIMIT ?4;
+
+-- name: list_teams
+SELECT team_id, name, created_at_ms FROM teams ORDER BY team_id;
+
+-- name: get_team
+SELECT team_id, name, created_at_ms FROM teams WHERE team_id = ?1;
+
+-- name: rename_team
+UPDATE teams SET name = ?2 WHERE team_id = ?1;
+
+-- name: team_app_count
+SELECT count(*) FROM apps WHERE team_id = ?1;
+
+-- name: delete_team_keys
+DELETE FROM provider_keys WHERE team_id = ?1;
+
+-- name: delete_team
+-- Only a team without apps (checked first); its provider keys go with it.
+DELETE FROM teams WHERE team_id = ?1;
+
+-- name: rename_app
+UPDATE apps SET name = ?2 WHERE app_id = ?1;
+
+-- name: app_device_count
+SELECT (SELECT count(*) FROM devices WHERE app_id = ?1) + (SELECT count(*) FROM tokens WHERE app_id = ?1);
+
+-- name: delete_app_api_keys
+DELETE FROM api_keys WHERE app_id = ?1;
+
+-- name: delete_app
+DELETE FROM apps WHERE app_id = ?1;
+
+-- name: list_provider_keys
+SELECT key_id, team_id, revoked FROM provider_keys WHERE ?1 IS NULL OR team_id = ?1 ORDER BY team_id, key_id;
+
+-- name: delete_api_key
+DELETE FROM api_keys WHERE app_id = ?1 AND key_prefix = ?2;
+
+-- name: delete_webhook
+DELETE FROM webhooks WHERE app_id = ?1;
