@@ -1,3 +1,5 @@
+# pushgw image: every role (provider-api, connection-server, worker, migrate)
+# runs from it; docker-compose.yml picks the role with `command`.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -7,7 +9,11 @@ COPY provider_api ./provider_api
 COPY connection_server ./connection_server
 COPY feedback ./feedback
 COPY loadtest ./loadtest
-RUN pip install --no-cache-dir .
-ENV PUSHGW_HOST=0.0.0.0
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 pushgw
+USER pushgw
+ENV PUSHGW_HOST=0.0.0.0 PUSHGW_DATA_DIR=/tmp/pushgw-data
+EXPOSE 2197 8080 8765
+# SIGTERM drains gracefully (docs/deploy.md, "Graceful restarts").
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["pushgw"]
 CMD ["serve"]

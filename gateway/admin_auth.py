@@ -87,7 +87,10 @@ async def _guarded(request: web.Request, handler: Handler, admin_token: str) -> 
         resp.headers["WWW-Authenticate"] = 'Bearer realm="pushgw-admin"'
         return resp
     try:
-        return await handler(request)
+        answer = await handler(request)
+        if request.method != "GET":  # an audit trail of every change made by an admin
+            log.info("admin %s %s -> %d", request.method, request.path, answer.status)
+        return answer
     except AdminError as err:
         return error_body(err.status, err.error, err.detail)
     except web.HTTPNotFound:

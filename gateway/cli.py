@@ -221,6 +221,11 @@ class GatewayProcess:
             )
             digests.start()
             self._stoppers.insert(0, digests.stop)
+            from gateway.admin_exporter import StatsExporter
+
+            exporter = StatsExporter(core)
+            exporter.start()
+            self._stoppers.insert(0, exporter.stop)
             self._lines.append(
                 "  worker: expiry sweeper, retention, route repair, APNs bridge, webhooks, schedules, digests"
             )

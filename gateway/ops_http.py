@@ -19,12 +19,21 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from gateway import __version__, logs
 from gateway.admin_shards import probe_ready
@@ -35,6 +44,12 @@ BUILD_INFO = Gauge("pushgw_build_info", "Always 1; the version label says which 
 READY = Gauge("pushgw_ready", "1 while the last readiness check passed (store and Redis reachable)",
               multiprocess_mode="min")  # fmt: skip
 BUILD_INFO.labels(__version__).set(1)
+HTTP_REQUESTS = Counter("pushgw_http_requests_total", "Requests on the REST/ops port by HTTP status", ["status"])
+HTTP_SECONDS = Histogram(
+    "pushgw_http_request_duration_seconds",
+    "Time to answer a request on the REST/ops port",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -57,13 +72,19 @@ async def request_id_middleware(
     given = request.headers.get("X-Request-Id", "")
     rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
     token = logs.request_id.set(rid)
+    started = time.perf_counter()
+    status = 500
     try:
         resp = await handler(request)
+        status = resp.status
     except web.HTTPException as exc:
+        status = exc.status
         exc.headers["X-Request-Id"] = rid
         raise
     finally:
         logs.request_id.reset(token)
+        HTTP_REQUESTS.labels(str(status)).inc()
+        HTTP_SECONDS.observe(time.perf_counter() - started)
     resp.headers["X-Request-Id"] = rid
     return resp
 

@@ -22,12 +22,17 @@ driver error nobody translated; the listeners answer it with 500.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Protocol
 
+from gateway.logs import apns_id as log_apns_id
+from gateway.logs import redact_token
 from gateway.store.base import App, DeviceToken
 from schemas.errors import BadDeviceToken, DeviceTokenNotForTopic, Unregistered
 from schemas.notification import AcceptResult, Environment, Notification
+
+log = logging.getLogger("pushgw.submit")
 
 #: What token resolution may answer for a token whose state changed since an
 #: earlier accept of the same apns-id (unregistered, deleted, moved to
@@ -108,6 +113,9 @@ async def build_notification(
     ``None`` skips the check (a REST caller that does not distinguish
     environments).
     """
+    if apns_id:
+        # Every log record written while this request is handled names it.
+        log_apns_id.set(apns_id)
     record = await _resolve(core, app, token, topic, push_type, environment)
     return notification_for(
         app,
@@ -137,8 +145,11 @@ def notification_for(
     deliver_at_ms: int | None = None,
 ) -> Notification:
     """The Notification to a token record already resolved (and checked)."""
+    apns_id = apns_id or new_apns_id()
+    log_apns_id.set(apns_id)
+    log.debug("notification for token %s, topic %s", redact_token(record.token), topic)
     return Notification(
-        apns_id=apns_id or new_apns_id(),
+        apns_id=apns_id,
         app_id=app.app_id,
         token=record.token,
         topic=topic,
