@@ -65,12 +65,16 @@ async def _victim(gw: Gateway) -> Victim:
     assert status == 201, sched
     status, body = await gw.call("PUT", "/api/v1/digest", a, {"window_s": 60})
     assert status in (200, 201), body
+    status, body = await gw.call("PUT", f"/api/v1/devices/{device_id}/quiet-hours", a, QUIET_A)
+    assert status == 200, body
     return Victim(device_id, tok["token"], apns_token, gone["token"], apns_id, "alice", channel, sched["schedule_id"])
 
 
 def _payload(v: Victim, topic: str) -> dict[str, Any]:
     return {"payload": {"aps": {"alert": "from B"}}, "topic": topic}
 
+
+QUIET_A = {"start": "22:00", "end": "07:00", "tz": "Europe/Berlin"}
 
 Attack = Callable[[Gateway, Victim], Awaitable[tuple[int, Any]]]
 
@@ -126,6 +130,13 @@ ATTACKS: dict[tuple[str, str], Attack] = {
     ),
     ("DELETE", "/api/v1/tokens/{token}/subscriptions/{channel}"): _object(
         "DELETE", "/api/v1/tokens/{v.token}/subscriptions/{v.channel}"
+    ),
+    ("GET", "/api/v1/devices/{device_id}/quiet-hours"): _object("GET", "/api/v1/devices/{v.device_id}/quiet-hours"),
+    ("PUT", "/api/v1/devices/{device_id}/quiet-hours"): _object(
+        "PUT", "/api/v1/devices/{v.device_id}/quiet-hours", {"start": "00:00", "end": "23:59", "tz": "UTC"}
+    ),
+    ("DELETE", "/api/v1/devices/{device_id}/quiet-hours"): _object(
+        "DELETE", "/api/v1/devices/{v.device_id}/quiet-hours"
     ),
     ("GET", "/api/v1/notifications/{apns_id}"): _object("GET", "/api/v1/notifications/{v.apns_id}"),
     # Registering A's relayed token under B must not take it over.
@@ -193,6 +204,8 @@ async def test_another_app_cannot_touch_or_see_our_resources(gw: Gateway) -> Non
     assert status == 200 and sched["paused"] is False, sched
     status, rule = await gw.call("GET", "/api/v1/digest", a)
     assert status == 200 and rule["window_s"] == 60, rule
+    status, quiet = await gw.call("GET", f"/api/v1/devices/{v.device_id}/quiet-hours", a)
+    assert status == 200 and quiet == QUIET_A, quiet
     subs = await gw.store.channel_tokens(gw.a.app_id, v.channel)
     assert [t.token for t in subs] == [v.token], "A's subscription survives B's unsubscribe"
 
