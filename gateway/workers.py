@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import Counter
@@ -104,7 +105,8 @@ class RouteRepair(_Periodic):
     engine to ring those devices' shards; a shard re-drains from the store and
     drops what it already has in flight, so a ring never duplicates.  Rows
     scheduled with ``deliver_at_ms`` are rung the same way when they come due
-    (at most ``delay_ms + interval_s`` late).
+    (at most ``delay_ms + interval_s`` late).  Rows still pending at
+    ``retry_ages_ms`` are rung again: the first ring may have been lost too.
     """
 
     name = "route-repair"
@@ -115,28 +117,40 @@ class RouteRepair(_Periodic):
         engine: Any,
         *,
         delay_ms: int = 2000,
+        retry_ages_ms: Sequence[int] = (15_000, 60_000),
         interval_s: float = 1.0,
         lookback_ms: int = 300_000,
     ) -> None:
         self.store = store
         self.engine = engine
         self.delay_ms = delay_ms
+        # A ring can itself be lost (Redis down, presence not yet re-claimed
+        # after a Redis restart), so each row is looked at again when it is
+        # older: a row still pending then is rung again.  Each age keeps its
+        # own window, so every row is scanned once per age, not once per tick.
+        self.ages_ms = (delay_ms, *retry_ages_ms)
         self.interval_s = interval_s
         self.lookback_ms = lookback_ms  # first scan after start covers a recent crash
-        self._scanned_to_ms: int | None = None
+        self._scanned_to_ms: dict[int, int] = {}
 
     async def scan_once(self, now_ms: int | None = None) -> int:
+        """Ring the devices with pending rows in each age's new window; how many were rung."""
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-        to_ms = now_ms - self.delay_ms
-        from_ms = self._scanned_to_ms if self._scanned_to_ms is not None else to_ms - self.lookback_ms
-        if to_ms <= from_ms:
-            return 0
-        devices = await self.store.pending_devices(from_ms, to_ms)
-        if devices:
-            self.engine.ring_devices(devices)
-            REPAIRED.inc(len(devices))
-        self._scanned_to_ms = to_ms
-        return len(devices)
+        rung: set[str] = set()
+        for age in self.ages_ms:
+            to_ms = now_ms - age
+            # The first scan after start looks back over lookback_ms; the later ages
+            # start from now (the first age has already covered what is older).
+            first = to_ms - self.lookback_ms if age == self.delay_ms else to_ms
+            from_ms = self._scanned_to_ms.setdefault(age, first)
+            if to_ms <= from_ms:
+                continue
+            rung.update(await self.store.pending_devices(from_ms, to_ms))
+            self._scanned_to_ms[age] = to_ms
+        if rung:
+            self.engine.ring_devices(sorted(rung))
+            REPAIRED.inc(len(rung))
+        return len(rung)
 
     async def tick(self) -> None:
         await self.scan_once()

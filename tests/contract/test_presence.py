@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -85,8 +86,13 @@ async def test_entries_expire_and_refresh_extends_only_current_holders(presence:
 
 
 async def test_refresh_of_many_entries(presence: PresenceT) -> None:
-    epochs = {f"d{i}": (await presence.claim(f"d{i}", "s1", ttl_s=1))[0] for i in range(1200)}
+    # Claimed concurrently with a short TTL; the refresh must carry every entry
+    # past the moment the last short TTL ran out.
+    ids = [f"d{i}" for i in range(1200)]
+    claims = await asyncio.gather(*(presence.claim(d, "s1", ttl_s=3) for d in ids))
+    claimed_at = time.monotonic()
+    epochs = {d: c[0] for d, c in zip(ids, claims, strict=True)}
     await presence.refresh("s1", list(epochs.items()), ttl_s=30)
-    await asyncio.sleep(1.3)
+    await asyncio.sleep(max(0.0, claimed_at + 3.3 - time.monotonic()))
     got = await presence.lookup(list(epochs))
     assert got == [PresenceEntry("s1", e) for e in epochs.values()]

@@ -58,3 +58,32 @@ async def test_scheduled_push_reaches_a_connected_device_when_due(shard) -> None
         await asyncio.sleep(max(0.0, due_ms / 1000 - time.time()) + 0.05)
         await repair.scan_once()
         await eventually(lambda: inbox.ids == [n.apns_id], what="scheduled push arrives when due")
+
+
+class _RedisDown:
+    """An engine whose rings go nowhere: what a ring meets while Redis restarts."""
+
+    def __init__(self) -> None:
+        self.lost: list[str] = []
+
+    def ring_devices(self, device_ids: list[str]) -> None:
+        self.lost.extend(device_ids)
+
+
+async def test_a_lost_ring_is_rung_again_when_the_row_is_older(shard) -> None:  # type: ignore[no-untyped-def]
+    core, server = shard
+    dev = await one_device(core)
+    async with Inbox(url(server), dev) as inbox:
+        n = notification(dev, 4)
+        await core.store.accept(n)  # committed, its doorbell lost
+        down = _RedisDown()
+        repair = RouteRepair(core.store, down, delay_ms=0, retry_ages_ms=(15_000,), lookback_ms=60_000)
+        start = int(time.time() * 1000) + 1
+        assert await repair.scan_once(start) == 1 and down.lost == [dev.device_id]
+        await asyncio.sleep(0.3)
+        assert inbox.ids == []  # the ring was lost as well
+        repair.engine = core.engine  # Redis is back
+        assert await repair.scan_once(start + 5_000) == 0  # not yet old enough for the second look
+        assert await repair.scan_once(start + 15_001) == 1
+        await eventually(lambda: inbox.ids == [n.apns_id], what="push arrives on the second ring")
+        assert await repair.scan_once(start + 16_000) == 0  # each age looks at a row once
