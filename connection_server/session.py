@@ -145,6 +145,7 @@ class Session:
     __slots__ = (
         "_acks",
         "_cursor",
+        "_flushed_late",
         "_mode",
         "_outstanding",
         "_quiet",
@@ -177,6 +178,9 @@ class Session:
         self.awake = True
         self.inflight: set[int] = set()  # sent, not acked
         self._unflushed: set[int] = set()  # acked, not yet committed by the store
+        # Acks committed while a backlog read was in flight: that read may still
+        # see those rows pending, so they stay filtered until it returns.
+        self._flushed_late: list[int] | None = None
         self._acks: list[int] = []  # acked, waiting for the next flush
         self._cursor: tuple[int, int] | None = None  # (priority, id) of the last drained row
         self._want_drain = False
@@ -327,6 +331,7 @@ class Session:
         if self.phase != Phase.OPEN:
             return []
         fresh = [n for n in rows if n.id not in self.inflight and n.id not in self._unflushed]
+        self._forget_late_acks()
         mode = self._mode
         verdicts = [self._verdict(n, mode, now_s) for n in fresh]
         urgent = any(v == Verdict.SEND and n.priority >= 10 for n, v in zip(fresh, verdicts, strict=True))
@@ -363,6 +368,7 @@ class Session:
     def drain_failed(self) -> list[Action]:
         """The store did not answer; the driver retries later via request_drain."""
         self._outstanding = False
+        self._forget_late_acks()
         self._want_drain = True
         self._cursor = None
         return []
@@ -507,7 +513,19 @@ class Session:
         return acks
 
     def acks_flushed(self, ids: Sequence[int]) -> None:
-        self._unflushed.difference_update(ids)
+        if self._outstanding:
+            # A backlog read that started before this commit may return these
+            # rows as pending; forgetting them now would push them twice.
+            if self._flushed_late is None:
+                self._flushed_late = []
+            self._flushed_late.extend(ids)
+        else:
+            self._unflushed.difference_update(ids)
+
+    def _forget_late_acks(self) -> None:
+        if self._flushed_late is not None:
+            self._unflushed.difference_update(self._flushed_late)
+            self._flushed_late = None
 
     def acks_failed(self, ids: Sequence[int]) -> list[Action]:
         had = bool(self._acks)

@@ -140,6 +140,21 @@ def test_duplicates_between_drain_and_push_are_dropped() -> None:
     assert 1 not in s.inflight
 
 
+def test_ack_committed_during_a_backlog_read_is_not_pushed_again() -> None:
+    s, actions = opened(window=4)
+    assert actions[-1] == Drain(None, 4)
+    s.drained([], limit=4, now_s=NOW)
+    assert len(s.push(row(1), now_s=NOW)) == 1
+    s.receive(b'{"type":"ack","ids":[1]}')
+    [drain] = s.request_drain()  # a doorbell: the backlog read starts before the ack commits
+    assert isinstance(drain, Drain)
+    s.acks_flushed(s.take_acks())  # the commit lands while the read is in flight
+    # The read ran on a snapshot where row 1 was still pending.
+    assert sent(s.drained([row(1)], limit=4, now_s=NOW)) == []
+    # Once that read is answered the id is forgotten: the session does not grow.
+    assert 1 not in s._unflushed and s._flushed_late is None
+
+
 def test_push_beyond_window_becomes_a_drain() -> None:
     s, _ = opened(window=1)
     s.drained([], limit=1, now_s=NOW)
