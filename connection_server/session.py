@@ -18,7 +18,9 @@ store call -- and executes the actions it returns:
     SaveQuiet(rid, quiet)      store the device's quiet hours, then ``quiet_saved(...)``
 
 Which pushes go out now and which wait (power window, sleep, quiet hours) is
-decided by connection_server/power.py; this module applies its verdicts.
+decided by connection_server/power.py; the state those rules act on (what
+waits, until when) is kept by connection_server/power_state.py, the base
+class of ``Session``.  This module turns its answers into actions.
 
 States: AWAIT_HELLO -> AUTHENTICATING -> OPEN -> CLOSING -> CLOSED.
 
@@ -35,7 +37,8 @@ from collections.abc import Sequence
 import msgspec
 
 from connection_server import frames as f
-from connection_server.power import ADMITTED_TYPES, NO_HOLD, Mode, PowerPolicy, Verdict, Waits, verdict
+from connection_server.power import ADMITTED_TYPES, NO_HOLD, Mode, PowerPolicy, Verdict
+from connection_server.power_state import Due, PowerState
 from schemas.errors import BadRequestParams
 from schemas.notification import StoredNotification
 from schemas.quiet_hours import QuietHours
@@ -141,41 +144,32 @@ def push_frame(n: StoredNotification) -> bytes:
     )
 
 
-class Session:
+class Session(PowerState):
     __slots__ = (
         "_acks",
         "_cursor",
         "_flushed_late",
-        "_mode",
         "_outstanding",
-        "_quiet",
         "_redrain",
         "_unflushed",
-        "_waits",
         "_want_drain",
-        "awake",
         "bundle_id",
         "device_id",
         "epoch",
         "inflight",
         "phase",
-        "policy",
         "version",
         "window",
     )
 
     def __init__(self, window: int, policy: PowerPolicy = NO_HOLD) -> None:
+        super().__init__(policy)
         self.phase = Phase.AWAIT_HELLO
         self.window = window
-        self.policy = policy  # shared by the shard's sessions
         self.version = 1
-        self._mode = Mode.AUTO  # of the drain pass in progress
-        self._waits: Waits | None = None  # allocated while something waits
-        self._quiet: QuietHours | None = None
         self.device_id = ""
         self.bundle_id = ""
         self.epoch = 0
-        self.awake = True
         self.inflight: set[int] = set()  # sent, not acked
         self._unflushed: set[int] = set()  # acked, not yet committed by the store
         # Acks committed while a backlog read was in flight: that read may still
@@ -217,10 +211,8 @@ class Session:
         if isinstance(frame, f.Unregister):
             return [RevokeToken(frame.rid, frame.token)]
         if isinstance(frame, f.State):
-            woke = frame.awake and not self.awake
-            self.awake = frame.awake
             # Awake means the radio is up anyway: everything held goes out now.
-            return self.request_drain(Mode.P10_BURST) if woke else []
+            return self.request_drain(Mode.P10_BURST) if self._report_awake(frame.awake) else []
         if isinstance(frame, f.Quiet):
             return self._set_quiet(frame)
         return self._close(f.Close.BAD_FRAME, "unexpected hello")
@@ -252,7 +244,7 @@ class Session:
         self.phase = Phase.OPEN
         self.bundle_id = bundle_id
         self.epoch = epoch
-        self._quiet = quiet
+        self._quiet_changed(quiet)
         welcome = f.Welcome(epoch=epoch, heartbeat=heartbeat, window=self.window, max_frame=max_frame, v=self.version)
         out: list[Action] = [Send(f.encode(welcome))]
         if overflow > 0:
@@ -265,14 +257,12 @@ class Session:
         """The device's quiet hours changed (its own frame, or the REST API when rid is None)."""
         if self.phase != Phase.OPEN:
             return []
-        self._quiet = quiet
+        self._quiet_changed(quiet)
         out: list[Action] = []
         if rid:
             start, end = quiet.clock() if quiet is not None else (None, None)
             tz = quiet.tz if quiet is not None else None
             out.append(Send(f.encode(f.QuietSet(rid=rid, start=start, end=end, tz=tz))))
-        if self._waits is not None:
-            self._waits.quiet_until = None  # re-decided by the drain below
         out.extend(self.request_drain())  # alerts held by the old hours may be due now
         return out
 
@@ -302,8 +292,8 @@ class Session:
             return []
         v = self._verdict(n, Mode.AUTO, now_s)
         if v != Verdict.SEND:
-            return self._wait({v}, now_s)
-        if n.priority >= 10 and self._waits is not None and self._waits.held:
+            return self._set_timer(self._hold({v}, now_s))
+        if n.priority >= 10 and self._holding:
             # A priority-10 push takes the held ones along: one burst read from
             # the store (where this push is committed too), one socket write.
             return self.request_drain(Mode.P10_BURST)
@@ -332,24 +322,12 @@ class Session:
             return []
         fresh = [n for n in rows if n.id not in self.inflight and n.id not in self._unflushed]
         self._forget_late_acks()
+        send, waiting = self._plan(fresh, now_s)
         mode = self._mode
-        verdicts = [self._verdict(n, mode, now_s) for n in fresh]
-        urgent = any(v == Verdict.SEND and n.priority >= 10 for n, v in zip(fresh, verdicts, strict=True))
-        if mode == Mode.AUTO and urgent and (Verdict.WINDOW in verdicts or Verdict.SLEEP in verdicts):
-            # A priority-10 push is going out anyway: take the waiting ones along.
-            self._upgrade(Mode.P10_BURST)
-            mode = self._mode
-            verdicts = [self._verdict(n, mode, now_s) for n in fresh]
-        send: list[StoredNotification] = []
-        for n, v in zip(fresh, verdicts, strict=True):
-            if v == Verdict.SEND:
-                self.inflight.add(n.id)
-                send.append(n)
+        self.inflight.update(n.id for n in send)
         out = self._emit(send)
-        waiting = set(verdicts)
-        waiting.discard(Verdict.SEND)
         if waiting:
-            out.extend(self._wait(waiting, now_s))
+            out.extend(self._set_timer(self._hold(waiting, now_s)))
         if rows:
             self._cursor = (rows[-1].priority, rows[-1].id)
         # Pages come priority first: in an AUTO pass, once a page ends below
@@ -382,64 +360,19 @@ class Session:
         self._outstanding = True
         return [Drain(self._cursor, free)]
 
-    # -- power: bursts, waits, admission -----------------------------------------------
+    # -- power: the timer, admission -------------------------------------------------
 
-    def _upgrade(self, mode: Mode) -> None:
-        """The drain pass in progress sends at least what ``mode`` allows."""
-        self._mode = max(self._mode, mode)
-        w = self._waits
-        if w is not None and mode >= Mode.BURST:
-            w.hold_until = None  # this pass sends them
-            if mode == Mode.P10_BURST or self.awake:
-                w.sleepers = False
-
-    def _verdict(self, n: StoredNotification, mode: Mode, now_s: float) -> Verdict:
-        return verdict(n, mode, awake=self.awake, quiet=self._quiet, policy=self.policy, now_s=now_s)
-
-    def _wait(self, verdicts: set[Verdict], now_s: float) -> list[Action]:
-        """Remember what waits (the rows stay pending in the store) and arm the timer."""
-        if verdicts == {Verdict.SKIP}:
-            return []
-        w = self._waits
-        if w is None:
-            w = self._waits = Waits()
-        if Verdict.WINDOW in verdicts and w.hold_until is None:
-            w.hold_until = now_s + self.policy.window_s
-        if Verdict.SLEEP in verdicts:
-            w.sleepers = True
-        if Verdict.QUIET in verdicts and self._quiet is not None:
-            end = self._quiet.ends_at(now_s)
-            w.quiet_until = end if w.quiet_until is None else min(w.quiet_until, end)
-        return self._arm()
-
-    def _arm(self) -> list[Action]:
-        w = self._waits
-        if w is None:
-            return []
-        due = w.next_due()
-        if due is None or due == w.armed:
-            if w.idle:
-                self._waits = None
-            return []
-        w.armed = due
-        return [SetTimer(due)]
+    @staticmethod
+    def _set_timer(due: Due) -> list[Action]:
+        return [] if due is None else [SetTimer(due)]
 
     def timer(self, now_s: float) -> list[Action]:
         """The driver's timer fired: start the bursts that are due."""
-        w = self._waits
-        if w is None or self.phase != Phase.OPEN:
+        if not self._waiting or self.phase != Phase.OPEN:
             return []
-        w.armed = None
-        mode: Mode | None = None
-        if w.hold_until is not None and w.hold_until <= now_s:
-            mode = Mode.BURST
-        for attr in ("quiet_until", "retry_at"):
-            due = getattr(w, attr)
-            if due is not None and due <= now_s:
-                setattr(w, attr, None)
-                mode = Mode.AUTO if mode is None else mode
+        mode = self._due(now_s)
         out = self.request_drain(mode) if mode is not None else []
-        out.extend(self._arm())
+        out.extend(self._set_timer(self._rearm()))
         return out
 
     def _emit(self, rows: list[StoredNotification]) -> list[Action]:
@@ -458,11 +391,7 @@ class Session:
         self.inflight.difference_update(refused)
         out = self._frames([n for n in rows if n.id not in refused])
         if retry_at_s is not None:
-            w = self._waits
-            if w is None:
-                w = self._waits = Waits()
-            w.retry_at = retry_at_s if w.retry_at is None else min(w.retry_at, retry_at_s)
-            out.extend(self._arm())
+            out.extend(self._set_timer(self._budget_retry(retry_at_s)))
         out.extend(self._next_drain())
         return out
 
@@ -567,7 +496,7 @@ class Session:
     def closed(self) -> None:
         self.phase = Phase.CLOSED
         self.inflight.clear()
-        self._waits = None  # what waited is pending in the store
+        self._forget_waits()
 
     def _close(self, code: int, reason: str) -> list[Action]:
         if self.phase >= Phase.CLOSING:
