@@ -9,6 +9,15 @@ It speaks protocol v2 by default (``protocol_version=1`` for the old
 behaviour): a power burst arrives as one ``batch`` frame, whose pushes are
 handled one by one like single pushes.  ``wakeups`` counts the frames that
 carried pushes, i.e. how often the server woke the device.
+
+An exception raised by ``on_push`` does not stop the client: it is logged
+(logger ``pushgw.client``, with the traceback), counted in
+``handler_errors``, and the push is still acked.  An ack means "this device
+received the push", as on iOS, where a crashing app does not make APNs
+deliver again: not acking would make the server resend the same push on
+every reconnect, and a handler that fails on it would never get past it.
+Keep what must not be lost (a sync to do) in the app's own state, then
+return from ``on_push``.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import asyncio
 import contextlib
 import inspect
 import itertools
+import logging
 import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,6 +37,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from connection_server import frames as f
+
+log = logging.getLogger("pushgw.client")
 
 PushHandler = Callable[[f.Push], Awaitable[None] | None]
 
@@ -90,6 +102,7 @@ class DeviceClient:
         self.connects = 0
         self.duplicates = 0
         self.wakeups = 0  # frames that carried pushes (one per socket write of the server)
+        self.handler_errors = 0  # on_push calls that raised (logged; the push is acked anyway)
         self.last_close_code: int | None = None
         self.fatal: DeviceError | None = None
 
@@ -254,12 +267,20 @@ class DeviceClient:
             if len(self._seen) > self._seen_cap:
                 self._seen.popitem(last=False)
             if self._on_push is not None:
-                result = self._on_push(frame)
-                if inspect.isawaitable(result):
-                    await result
+                await self._call_handler(frame)
         self._acks.append(frame.id)
         if self._ack_task is None or self._ack_task.done():
             self._ack_task = asyncio.get_running_loop().create_task(self._ack_soon(ws))
+
+    async def _call_handler(self, frame: f.Push) -> None:
+        assert self._on_push is not None
+        try:
+            result = self._on_push(frame)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # the app's bug must not end the connection loop (see the module doc)
+            self.handler_errors += 1
+            log.exception("on_push raised for apns-id %s; the push is acked and the client goes on", frame.apns_id)
 
     async def _ack_soon(self, ws: ClientConnection) -> None:
         await asyncio.sleep(self.ack_delay_s)

@@ -16,7 +16,14 @@ summary notification through the plain engine::
      "pushgw_digest": {"count": n, "apns_ids": [...], "window_end_ms": t}}
 
 then marks the items ``digested`` with the summary's apns-id (the status API
-shows it as ``summary_apns_id``).  The summary's apns-id is derived from the
+shows it as ``summary_apns_id``).
+
+A window whose token is no longer active when it ends (unregistered, its
+device deleted, or forgotten after Apple's ``BadDeviceToken``) gets no
+summary: a push to that token would be answered ``410 Unregistered`` at
+intake, so none is made on the provider's behalf either.  Its items become
+``discarded`` with that reason (``drop_digested``); the token's removal is
+already in the feedback API.  The summary's apns-id is derived from the
 window's first item, so a worker that dies between the two steps re-commits
 the same summary on restart (a duplicate, not a second push): nothing is
 lost and nothing is sent twice.
@@ -35,12 +42,14 @@ from prometheus_client import Counter
 
 from gateway.store.schedules_store import DigestItem, DigestRule
 from gateway.workers import _Periodic
+from schemas.errors import BadDeviceToken, Unregistered
 from schemas.notification import AcceptResult, Notification, Status, TokenKind
 
 log = logging.getLogger("pushgw.digest")
 
 DIGESTED = Counter("pushgw_digest_items_total", "Pushes held by a digest rule")
 SUMMARIES = Counter("pushgw_digest_summaries_total", "Summary pushes committed by the digest worker")
+DROPPED = Counter("pushgw_digest_windows_dropped_total", "Digest windows closed without a summary (token gone)")
 
 DIGEST_NS = uuid.UUID("0b9d3f4e-8c71-4f0a-b6f2-5d3a1e7c9b24")
 
@@ -114,8 +123,22 @@ class DigestGate:
         stored, duplicate = await self.store.add_digest_item(item, rule.window_s * 1000)
         if not duplicate:
             DIGESTED.inc()
-        status = Status.DIGESTED if stored.summary_apns_id else Status.DIGESTING
-        return AcceptResult(apns_id=n.apns_id, id=stored.id, duplicate=duplicate, status=status)
+        return AcceptResult(apns_id=n.apns_id, id=stored.id, duplicate=duplicate, status=item_status(stored))
+
+
+def item_status(item: DigestItem) -> Status:
+    """What a held push became: waiting, folded into a summary, or dropped with its token."""
+    if item.dropped_reason is not None:
+        return Status.DISCARDED
+    return Status.DIGESTED if item.summary_apns_id else Status.DIGESTING
+
+
+async def token_gone(store: Any, token: str) -> str | None:
+    """The reason a summary must not go to ``token`` now, or None when it may."""
+    record = await store.get_token(token)
+    if record is None:
+        return BadDeviceToken.reason  # forgotten: Apple said it is no token at all
+    return None if record.active else Unregistered.reason
 
 
 def title_and_body(payload: bytes) -> tuple[str | None, str | None]:
@@ -180,6 +203,11 @@ class DigestWorker(_Periodic):
             items = await self.store.digest_window(app_id, token, now_ms)
             if not items:
                 continue  # another worker got there first
+            gone = await token_gone(self.store, token)
+            if gone is not None:
+                await self.store.drop_digested([i.id for i in items], gone, now_ms)
+                DROPPED.inc()
+                continue
             summary = summary_for(items)
             await self.engine.accept(summary)  # durable first, then the pointers
             await self.store.mark_digested([i.id for i in items], summary.apns_id, now_ms)

@@ -96,8 +96,12 @@ def resume_slot(s: Schedule, now_ms: int) -> tuple[int, int]:
 
 def slot_payload(s: Schedule, index: int, slot_ms: int) -> bytes:
     payloads = msgspec.json.decode(s.payloads, type=list[msgspec.Raw])
-    raw = bytes(payloads[index % len(payloads)])
-    if s.push_type != "liveactivity":
+    return stamp_slot(s.push_type, bytes(payloads[index % len(payloads)]), slot_ms)
+
+
+def stamp_slot(push_type: str, raw: bytes, slot_ms: int) -> bytes:
+    """The payload as a slot sends it: a Live Activity update carries the slot time."""
+    if push_type != "liveactivity":
         return raw
     doc = msgspec.json.decode(raw)
     doc.setdefault("aps", {})["timestamp"] = slot_ms // 1000

@@ -4,7 +4,10 @@ DESIGN.md promise 5: nothing is delivered after ``apns-expiration``.  The
 backlog query already hides expired rows; the sweeper turns them into the
 terminal ``expired`` status so the status API and metrics tell the truth.
 Retention deletes terminal rows (and old feedback records) after
-``retention_s`` so the store does not grow without bound.
+``retention_s`` so the store does not grow without bound, and the power
+state nothing can use any more: Live Activity order of activities untouched
+for ``retention_s`` (an activity lasts at most 12 hours) and background sends
+older than the budget's hour.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from connection_server.admission import HOUR_MS as BACKGROUND_WINDOW_MS
 from gateway.store.base import Store
 from schemas.errors import StoreUnavailable
 
@@ -81,6 +85,7 @@ class Maintenance(_Periodic):
         cutoff = now_ms - self.retention_s * 1000
         purged = await self.store.purge(cutoff)
         await self.store.purge_feedback(cutoff)
+        await self.store.purge_power_state(cutoff, now_ms - BACKGROUND_WINDOW_MS)
         SWEPT.inc(expired)
         PURGED.inc(purged)
         return expired, purged

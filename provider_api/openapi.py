@@ -35,6 +35,7 @@ class Route:
     response: type | None = None  # None: no body (204)
     errors: tuple[int, ...] = (400, 403, 404, 429, 503)
     params: dict[str, str] = field(default_factory=dict)  # path parameter -> description
+    query: dict[str, str] = field(default_factory=dict)  # optional query parameter -> description
 
 
 _SEND_ERRORS = (400, 403, 410, 413, 429, 503)
@@ -77,7 +78,10 @@ ROUTES: tuple[Route, ...] = (
           None, 200, r.NotificationView, params={"apns_id": "the notification's apns-id (UUID)"}),
     Route("post", "/api/v1/schedules", "Create a recurring schedule (every N seconds or cron) to a token or channel",
           rs.ScheduleRequest, 201, rs.ScheduleView, (400, 403, 404, 413, 429, 503)),
-    Route("get", "/api/v1/schedules", "This app's recurring schedules", None, 200, rs.ScheduleList, (403, 429, 503)),
+    Route("get", "/api/v1/schedules", "This app's recurring schedules, a page at a time in creation order",
+          None, 200, rs.ScheduleList, (400, 403, 429, 503),
+          query={"after": "next_after of the previous page (omit for the first page)",
+                 "limit": "schedules per page, 1-1000 (default 100)"}),
     Route("get", "/api/v1/schedules/{schedule_id}", "A schedule of this app, with its next slot and counters",
           None, 200, rs.ScheduleView, params=_SCHEDULE),
     Route("post", "/api/v1/schedules/{schedule_id}/pause", "Pause a schedule (no slot fires until resumed)",
@@ -117,11 +121,15 @@ notifications per token; 0 = unlimited.
 
 def _operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": route.summary, "operationId": _op_id(route)}
-    if route.params:
-        op["parameters"] = [
-            {"name": n, "in": "path", "required": True, "description": d, "schema": {"type": "string"}}
-            for n, d in route.params.items()
-        ]
+    parameters = [
+        {"name": n, "in": "path", "required": True, "description": d, "schema": {"type": "string"}}
+        for n, d in route.params.items()
+    ] + [
+        {"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
+        for n, d in route.query.items()
+    ]
+    if parameters:
+        op["parameters"] = parameters
     if route.request is not None:
         ref = {"$ref": _REF.format(name=route.request.__name__)}
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.digest import item_status
 from gateway.store.schedules_store import DigestRule
 from provider_api.rest_errors import RestContext, app_of, context, json_response
 from schemas.errors import NotFound
@@ -76,20 +77,22 @@ def add_routes(app: web.Application) -> None:
 async def digested_view(store: Any, app_id: int, apns_id: str) -> NotificationView:
     """Status of a push the digest rule held (the status API's fallback):
     ``digesting`` while its window is open, then ``digested`` with the
-    summary's apns-id in ``summary_apns_id``."""
+    summary's apns-id in ``summary_apns_id``, or ``discarded`` (reason
+    ``Unregistered``) when its token was gone by the window's end."""
     item = await store.get_digest_item(app_id, apns_id)
     if item is None:
         raise NotFound("no such notification")
+    status = item_status(item)
     timeline = [TimelineEvent("accepted", item.accepted_at_ms)]
-    if item.summary_apns_id is not None and item.summarized_at_ms is not None:
-        timeline.append(TimelineEvent("digested", item.summarized_at_ms))
+    if status is not Status.DIGESTING and item.summarized_at_ms is not None:
+        timeline.append(TimelineEvent(status.value, item.summarized_at_ms))
     return NotificationView(
         apns_id=item.apns_id,
         token=item.token,
         topic=item.topic,
         priority=item.priority,
-        status=(Status.DIGESTED if item.summary_apns_id else Status.DIGESTING).value,
-        reason=None,
+        status=status.value,
+        reason=item.dropped_reason,
         timeline=timeline,
-        summary_apns_id=item.summary_apns_id,
+        summary_apns_id=item.summary_apns_id or None,
     )

@@ -1,6 +1,7 @@
 """REST recurring schedules (gateway/schedules.py fires them).
 
-``POST /api/v1/schedules`` creates one (201), ``GET`` lists or shows,
+``POST /api/v1/schedules`` creates one (201), ``GET`` lists (paged:
+``?after=<next_after>&limit=<n>``) or shows one,
 ``POST .../pause`` and ``.../resume`` switch it, ``DELETE`` removes it (204).
 The push fields go through the HTTP/2 validator exactly as a send's do, and
 every payload through the payload checks, so a schedule can never fire a
@@ -18,10 +19,10 @@ import msgspec
 from aiohttp import web
 
 from gateway.authorize import topic_matches
-from gateway.schedules import first_slot, resume_slot
+from gateway.schedules import first_slot, resume_slot, stamp_slot
 from gateway.schedules_cron import Cron, CronError
 from gateway.store.base import App
-from gateway.store.schedules_store import Schedule
+from gateway.store.schedules_store import FIRST_PAGE, Schedule
 from provider_api.rest_devices import own_token
 from provider_api.rest_errors import RestContext, app_of, context, json_response
 from schemas.apns import DEVICE_PATH, validate_headers
@@ -30,8 +31,12 @@ from schemas.payload import validate_aps_payload
 from schemas.push_types import PAYLOAD_LIMIT, base_topic, topic_for
 from schemas.rest import decode
 from schemas.rest_schedules import ScheduleList, ScheduleRequest, ScheduleView
+from schemas.type_rules import check_body
 
 _CHANNEL = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+#: Schedules per page of the list (as the feedback API: 100 unless asked, at most 1,000).
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
 
 
 def view(s: Schedule) -> ScheduleView:
@@ -71,11 +76,16 @@ def _push_fields(app: App, req: ScheduleRequest) -> tuple[str | None, str, int]:
     return req.topic, h.push_type, h.priority
 
 
-def _payloads(req: ScheduleRequest, push_type: str) -> bytes:
+def _payloads(req: ScheduleRequest, push_type: str, priority: int) -> bytes:
+    """Every payload through the send path's checks (size, shape, the push type's own rules)."""
     if isinstance(req.payload, msgspec.Raw) == (req.payloads is not None):
         raise BadRequestParams("give exactly one of payload and payloads")
     raws = [req.payload] if isinstance(req.payload, msgspec.Raw) else list(req.payloads or [])
     checked = [validate_aps_payload(bytes(raw), PAYLOAD_LIMIT[push_type]) for raw in raws]
+    now_ms = int(time.time() * 1000)
+    for body in checked:
+        # As a slot will send it: Live Activity timestamps are the gateway's.
+        check_body(push_type, priority, stamp_slot(push_type, body, now_ms))
     return b"[" + b",".join(checked) + b"]"
 
 
@@ -96,7 +106,7 @@ async def create_schedule(request: web.Request) -> web.Response:
     if (req.token is None) == (req.channel is None):
         raise BadRequestParams("give exactly one of token and channel")
     topic, push_type, priority = _push_fields(app, req)
-    payloads = _payloads(req, push_type)
+    payloads = _payloads(req, push_type, priority)
     now_ms = int(time.time() * 1000)
     next_slot = _first_slot(req, now_ms)
     if req.token is not None:
@@ -126,9 +136,37 @@ async def _own(ctx: RestContext, app: App, schedule_id: str) -> Schedule:
     return s
 
 
+def _cursor(s: Schedule) -> str:
+    return f"{s.created_at_ms}.{s.schedule_id}"
+
+
+def _after(request: web.Request) -> tuple[int, str]:
+    """``?after=`` (a ``next_after`` of an earlier page) as the store's cursor."""
+    raw = request.query.get("after", "")
+    if not raw:
+        return FIRST_PAGE
+    created, _, schedule_id = raw.partition(".")
+    if not created.isascii() or not created.isdigit() or len(created) > 18 or not schedule_id:
+        raise BadRequestParams("after must be a next_after value of an earlier page")
+    return int(created), schedule_id
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "")
+    if not raw:
+        return DEFAULT_PAGE
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadRequestParams(f"limit must be an integer from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
 async def list_schedules(request: web.Request) -> web.Response:
+    """``GET /api/v1/schedules?after=&limit=``: paged like the feedback API."""
     ctx, app = context(request), app_of(request)
-    return json_response(ScheduleList(schedules=[view(s) for s in await ctx.core.store.list_schedules(app.app_id)]))
+    limit = _limit(request)
+    page = await ctx.core.store.list_schedules(app.app_id, limit=limit, after=_after(request))
+    next_after = _cursor(page[-1]) if len(page) == limit else None
+    return json_response(ScheduleList(schedules=[view(s) for s in page], next_after=next_after))
 
 
 async def get_schedule(request: web.Request) -> web.Response:

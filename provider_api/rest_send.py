@@ -35,7 +35,6 @@ from provider_api.submit import (
     new_apns_id,
     notification_for,
 )
-from schemas import liveactivity
 from schemas.apns import DELIVER_AT_HEADER, DEVICE_PATH, ApnsHeaders, validate_headers
 from schemas.errors import DeviceTokenNotForTopic, Gone, PushgwError, TooManyRequests, TopicDisallowed, Unregistered
 from schemas.notification import AcceptResult, Notification
@@ -53,6 +52,7 @@ from schemas.rest import (
     decode,
     decode_batch,
 )
+from schemas.type_rules import check_body
 
 #: Tokens read from the store and accepted per transaction in a channel fan-out.
 FANOUT_PAGE = 1000
@@ -89,7 +89,7 @@ def _validate(app: App, token: str, topic: str | None, f: _Fields) -> ApnsHeader
 
 def _payload(raw: msgspec.Raw, push_type: str, priority: int) -> bytes:
     body = validate_aps_payload(bytes(raw), PAYLOAD_LIMIT[push_type])
-    liveactivity.check_body(push_type, priority, body)
+    check_body(push_type, priority, body)
     return body
 
 

@@ -22,7 +22,7 @@ they cannot hide one of its answers:
  6. ``BadPriority``        ``apns-priority`` not 10, 5 or 1
  7. ``InvalidPushType``    ``apns-push-type`` unknown
  8. ``BadTopic``           topic lacks the push type's suffix (needs 7)
-    ``BadPriority``        background push with priority 10 (needs 6 and 7)
+    ``BadPriority``        background push with priority 10 or 1 (needs 6 and 7)
  9. ``BadPath``            ``:path`` not under ``/3/device/``
     ``MissingDeviceToken`` ``/3/device/`` with nothing after it
     ``BadDeviceToken``     token not even-length hex of 2..200 characters
@@ -31,7 +31,8 @@ they cannot hide one of its answers:
 
 -- the listener authenticates here (403s), then on END_STREAM:
 
-12. ``PayloadEmpty``, ``PayloadTooLarge``, ``BadPayload`` (``schemas.payload``)
+12. ``PayloadEmpty``, ``PayloadTooLarge``, ``BadPayload`` (``schemas.payload``), then the
+    push type's own body rules (``schemas.type_rules``: Live Activity, background)
 
 Normalisation: the token and ``apns-id`` are lowercased (Apple accepts hex
 in either case and echoes lowercase ids); an empty ``apns-collapse-id`` counts
@@ -47,7 +48,6 @@ from typing import Final
 
 import msgspec
 
-from schemas import liveactivity
 from schemas.errors import (
     BadCollapseId,
     BadDeviceToken,
@@ -71,6 +71,7 @@ from schemas.push_types import (
     check_topic_suffix,
     default_priority,
 )
+from schemas.type_rules import check_body
 
 #: Prefix of every device-push path.
 DEVICE_PATH: Final = "/3/device/"
@@ -187,7 +188,7 @@ def validate_headers(method: str, path: str, headers: Sequence[tuple[str, str]])
 def validate_payload(headers: ApnsHeaders, body: bytes) -> bytes:
     """Check ``body`` against the payload rules and the push type's size limit; return it unchanged."""
     validate_aps_payload(body, PAYLOAD_LIMIT[headers.push_type])
-    liveactivity.check_body(headers.push_type, headers.priority, body)
+    check_body(headers.push_type, headers.priority, body)
     return body
 
 

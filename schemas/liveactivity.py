@@ -32,7 +32,7 @@ import msgspec
 from msgspec import UNSET
 
 from schemas.errors import BadPayload, BadPriority
-from schemas.payload import Payload, parse_payload
+from schemas.payload import Payload
 
 LIVE_ACTIVITY: Final = "liveactivity"
 EVENTS: Final = ("start", "update", "end")
@@ -84,12 +84,3 @@ def activity_update(payload: bytes) -> tuple[str, float]:
         return "update", 0.0
     return body.aps.event, body.aps.timestamp
 
-
-def check_body(push_type: str, priority: int, body: bytes) -> None:
-    """The push-type-specific payload rules, after ``validate_aps_payload`` passed.
-
-    Only ``liveactivity`` has any; its body is decoded a second time, which
-    costs microseconds on a path that is rare compared with alerts.
-    """
-    if push_type == LIVE_ACTIVITY:
-        validate_live_activity(parse_payload(body), priority)

@@ -114,18 +114,16 @@ def topic_for(bundle_id: str, push_type: str) -> str:
 def check_priority(push_type: str, priority: int) -> None:
     """Raise ``BadPriority`` for a priority Apple refuses for this push type.
 
-    Apple: background pushes must use priority 5 and "10 is an error"; the
-    reason string it answers with is UNCONFIRMED (shared/APNS.md section 2).
-    We are conservative and reject an explicit priority 10 with
-    ``BadPriority``, so a provider that works against pushgw does not fail
-    at Apple.  Priority 1 (newer than that rule, never wakes the device) is
-    allowed for background pushes, since Apple names only 10 as an error.
-    When the header is absent, ``schemas.apns`` defaults background pushes
-    to 5 instead of 10, so that omitting the header is never an error.
+    Apple: background pushes "must be 5; 10 is an error" (shared/APNS.md
+    section 2; its reason string is UNCONFIRMED).  We reject any other
+    priority, 10 and 1 alike, with ``BadPriority``, so a provider that works
+    against pushgw does not fail at Apple (``schemas.background``).  When the
+    header is absent, ``schemas.apns`` defaults background pushes to 5
+    instead of 10, so that omitting the header is never an error.
     """
     if priority not in PRIORITIES:
         raise BadPriority(f"apns-priority {priority} is not one of 10, 5, 1")
-    if priority == 10 and push_type == "background":
+    if priority != 5 and push_type == "background":
         raise BadPriority("background pushes must use apns-priority 5")
 
 

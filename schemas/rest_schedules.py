@@ -61,7 +61,11 @@ class ScheduleView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ScheduleList(msgspec.Struct, frozen=True, kw_only=True):
+    """One page, in creation order.  ``next_after`` is the cursor of the next
+    page (pass it as ``?after=``), null on the last one."""
+
     schedules: list[ScheduleView]
+    next_after: str | None = None
 
 
 class DigestRuleRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -289,3 +289,8 @@ class Store(Protocol):
     async def admit_live_activities(self, updates: Sequence[tuple[int, str, str, float]], now_ms: int) -> list[int]:
         """(id, token, event, timestamp) of Live Activity pushes about to be sent;
         returns the ids refused (settled ``stale`` or ``activity_ended``)."""
+
+    async def purge_power_state(self, older_than_ms: int, budget_from_ms: int, limit: int = 10_000) -> int:
+        """Retention: Live Activity state untouched since ``older_than_ms`` and
+        background sends before ``budget_from_ms`` (out of every budget window).
+        A device's quiet hours go with the device (foreign key, 016)."""

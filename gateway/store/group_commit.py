@@ -180,6 +180,7 @@ _TERMINAL_EVENT = {
     Status.DISCARDED: "discarded",
     Status.RELAYED: "relayed",
     Status.REJECTED: "rejected",
+    Status.DIGESTED: "digested",
     Status.SUPERSEDED: "superseded",
     Status.STALE: "stale",
     Status.ACTIVITY_ENDED: "activity_ended",
@@ -192,7 +193,9 @@ def timeline(
     events = [TimelineEvent("accepted", accepted_at_ms)]
     if sent_at_ms is not None:
         events.append(TimelineEvent("sent", sent_at_ms))
-    if status is not Status.PENDING and done_at_ms is not None:
+    # Every terminal status has its event (tests/unit/test_group_commit.py checks
+    # the map is complete): a status read back must never fail on a lookup.
+    if status.terminal and done_at_ms is not None:
         events.append(TimelineEvent(_TERMINAL_EVENT[status], done_at_ms))
     return events
 

@@ -21,6 +21,8 @@ class PowerPostgresMixin:
 
         def _conn(self) -> AbstractAsyncContextManager[Any]: ...
 
+        async def _execute(self, name: str, *args: Any) -> int: ...
+
     async def get_quiet_hours(self, device_id: str) -> QuietHours | None:
         async with self._conn() as conn:
             row = await conn.fetchrow(Q["get_quiet_hours"], device_id)
@@ -63,3 +65,7 @@ class PowerPostgresMixin:
                 elif new is not None and new != state:
                     await conn.execute(Q["activity_save"], token, new[0], new[1], now_ms)
         return refused
+
+    async def purge_power_state(self, older_than_ms: int, budget_from_ms: int, limit: int = 10_000) -> int:
+        purged = await self._execute("purge_live_activities", older_than_ms, limit)
+        return purged + await self._execute("purge_background_sends", budget_from_ms, limit)

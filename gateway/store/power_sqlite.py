@@ -30,6 +30,8 @@ class PowerSqliteMixin:
 
         def _tx(self) -> contextlib.AbstractContextManager[None]: ...
 
+        def _exec(self, name: str, *args: Any) -> int: ...
+
     async def get_quiet_hours(self, device_id: str) -> QuietHours | None:
         return await self._run(self._get_quiet_hours, device_id)
 
@@ -85,3 +87,7 @@ class PowerSqliteMixin:
                 elif new is not None and new != state:
                     db.execute(Q["activity_save"], (token, new[0], new[1], now_ms))
         return refused
+
+    async def purge_power_state(self, older_than_ms: int, budget_from_ms: int, limit: int = 10_000) -> int:
+        purged = await self._run(self._exec, "purge_live_activities", older_than_ms, limit)
+        return purged + await self._run(self._exec, "purge_background_sends", budget_from_ms, limit)

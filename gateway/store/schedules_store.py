@@ -1,4 +1,4 @@
-"""Store side of recurring schedules and digests (migrations 020 and 021).
+"""Store side of recurring schedules and digests (migrations 020, 021 and 022).
 
 Kept out of postgres.py / sqlite.py so the accept path there stays one
 concern: each backend class mixes in its half from here.  The records are
@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
+
+#: The list cursor before every schedule: (created_at_ms, schedule_id).
+FIRST_PAGE: tuple[int, str] = (-1, "")
 
 
 class Schedule(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,8 +62,9 @@ class DigestItem(msgspec.Struct, frozen=True, kw_only=True):
     payload: bytes
     accepted_at_ms: int
     window_end_ms: int
-    summary_apns_id: str | None
+    summary_apns_id: str | None  # '' when the window closed without a summary (dropped_reason says why)
     summarized_at_ms: int | None
+    dropped_reason: str | None = None  # 022: the token was unregistered before the window ended
 
 
 class ScheduleStore(Protocol):
@@ -68,7 +72,10 @@ class ScheduleStore(Protocol):
 
     async def get_schedule(self, app_id: int, schedule_id: str) -> Schedule | None: ...
 
-    async def list_schedules(self, app_id: int, limit: int = 1000) -> list[Schedule]: ...
+    async def list_schedules(
+        self, app_id: int, limit: int = 1000, after: tuple[int, str] = FIRST_PAGE
+    ) -> list[Schedule]:
+        """A page in creation order after ``after`` = (created_at_ms, schedule_id) of the last one seen."""
 
     async def delete_schedule(self, app_id: int, schedule_id: str) -> bool: ...
 
@@ -118,6 +125,9 @@ class DigestStore(Protocol):
     async def digest_window(self, app_id: int, token: str, now_ms: int) -> list[DigestItem]: ...
 
     async def mark_digested(self, ids: Sequence[int], summary_apns_id: str, at_ms: int) -> int: ...
+
+    async def drop_digested(self, ids: Sequence[int], reason: str, at_ms: int) -> int:
+        """Close a window without a summary (its token is gone)."""
 
     async def purge_digest_items(self, older_than_ms: int, limit: int = 10_000) -> int: ...
 
@@ -169,8 +179,10 @@ class PostgresSchedulesMixin:
         row = await self._fetchrow("schedule_get", app_id, schedule_id)
         return _schedule(row) if row else None
 
-    async def list_schedules(self, app_id: int, limit: int = 1000) -> list[Schedule]:
-        return [_schedule(r) for r in await self._fetch("schedule_list", app_id, limit)]
+    async def list_schedules(
+        self, app_id: int, limit: int = 1000, after: tuple[int, str] = FIRST_PAGE
+    ) -> list[Schedule]:
+        return [_schedule(r) for r in await self._fetch("schedule_list", app_id, *after, limit)]
 
     async def delete_schedule(self, app_id: int, schedule_id: str) -> bool:
         return bool(await self._execute("schedule_delete", app_id, schedule_id))
@@ -233,6 +245,9 @@ class PostgresSchedulesMixin:
     async def mark_digested(self, ids: Sequence[int], summary_apns_id: str, at_ms: int) -> int:
         return int(await self._execute("digest_mark", list(ids), summary_apns_id, at_ms))
 
+    async def drop_digested(self, ids: Sequence[int], reason: str, at_ms: int) -> int:
+        return int(await self._execute("digest_drop", list(ids), reason, at_ms))
+
     async def purge_digest_items(self, older_than_ms: int, limit: int = 10_000) -> int:
         return int(await self._execute("digest_purge", older_than_ms, limit))
 
@@ -254,8 +269,10 @@ class SqliteSchedulesMixin:
         row = await self._run(self._one, "schedule_get", app_id, schedule_id)
         return _schedule(row) if row else None
 
-    async def list_schedules(self, app_id: int, limit: int = 1000) -> list[Schedule]:
-        return [_schedule(r) for r in await self._run(self._q, "schedule_list", app_id, limit)]
+    async def list_schedules(
+        self, app_id: int, limit: int = 1000, after: tuple[int, str] = FIRST_PAGE
+    ) -> list[Schedule]:
+        return [_schedule(r) for r in await self._run(self._q, "schedule_list", app_id, *after, limit)]
 
     async def delete_schedule(self, app_id: int, schedule_id: str) -> bool:
         return bool(await self._run(self._exec, "schedule_delete", app_id, schedule_id))
@@ -320,6 +337,9 @@ class SqliteSchedulesMixin:
 
     async def mark_digested(self, ids: Sequence[int], summary_apns_id: str, at_ms: int) -> int:
         return int(await self._run(self._exec, "digest_mark", json.dumps(list(ids)), summary_apns_id, at_ms))
+
+    async def drop_digested(self, ids: Sequence[int], reason: str, at_ms: int) -> int:
+        return int(await self._run(self._exec, "digest_drop", json.dumps(list(ids)), reason, at_ms))
 
     async def purge_digest_items(self, older_than_ms: int, limit: int = 10_000) -> int:
         return int(await self._run(self._exec, "digest_purge", older_than_ms, limit))

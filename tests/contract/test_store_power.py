@@ -92,3 +92,28 @@ async def test_live_activity_stale_and_ended_updates_are_settled(world: World) -
     start_id = (await store.accept(start)).id
     assert await store.admit_live_activities([(start_id, token, "start", 10.0)], T0) == []
     assert await store.admit_live_activities([(start_id + 1000, token, "update", 11.0)], T0) == []
+
+
+async def test_quiet_hours_go_with_their_device(world: World) -> None:
+    store = world.store
+    kept, _ = await store.create_device(world.app.app_id)
+    quiet = QuietHours.parse("22:00", "07:00", "Europe/Paris")
+    await store.set_quiet_hours(world.device.device_id, quiet)
+    await store.set_quiet_hours(kept.device_id, quiet)
+    await store.delete_device(world.device.device_id)
+    assert await store.get_quiet_hours(world.device.device_id) is None
+    assert await store.get_quiet_hours(kept.device_id) == quiet
+
+
+async def test_retention_purges_old_activity_order_and_background_sends(world: World) -> None:
+    store, device_id, token = world.store, world.device.device_id, world.token
+    assert await store.admit_live_activities([(1, token, "end", 100.0)], T0) == []
+    assert await store.admit_background(device_id, [2, 3], 2, HOUR_MS, T0) == ([], None)
+    # Inside retention and the budget's hour nothing goes: the end still drops updates.
+    assert await store.purge_power_state(T0, T0 - 1) == 0
+    assert await store.admit_live_activities([(4, token, "update", 200.0)], T0 + 1) == [4]
+    assert await store.admit_background(device_id, [5], 2, HOUR_MS, T0 + 1) == ([5], T0 + HOUR_MS)
+    # Past both, the rows are gone: the activity's order and the sends are forgotten.
+    assert await store.purge_power_state(T0 + 2, T0) == 3
+    assert await store.admit_live_activities([(6, token, "update", 50.0)], T0 + 3) == []
+    assert await store.admit_background(device_id, [7, 8], 2, HOUR_MS, T0 + 3) == ([], None)

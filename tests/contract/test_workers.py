@@ -25,3 +25,14 @@ async def test_sweeper_expires_and_retention_purges(world: World) -> None:
     assert await store.status(world.app.app_id, due.apns_id) is None
     late_status = await store.status(world.app.app_id, late.apns_id)
     assert late_status is not None and late_status.status is Status.PENDING
+
+
+async def test_retention_forgets_live_activity_order_after_retention(world: World) -> None:
+    store, token = world.store, world.token
+    now_ms = int(time.time()) * 1000
+    assert await store.admit_live_activities([(1, token, "end", 100.0)], now_ms) == []
+    maint = Maintenance(store, retention_s=3600)
+    await maint.sweep_once(now_ms=now_ms + 1000)  # within retention: the end still holds
+    assert await store.admit_live_activities([(2, token, "update", 200.0)], now_ms + 1000) == [2]
+    await maint.sweep_once(now_ms=now_ms + 3601 * 1000)
+    assert await store.admit_live_activities([(3, token, "update", 200.0)], now_ms + 3601 * 1000) == []

@@ -180,3 +180,37 @@ async def test_clean_stop_sends_reconnect_and_1012(shard) -> None:  # type: igno
             await ws.recv()
         assert exc.value.rcvd is not None and exc.value.rcvd.code == 1012
     assert await core.presence.lookup([dev.device_id]) == [None]
+
+
+async def test_a_failing_on_push_is_logged_acked_and_the_client_goes_on(shard, caplog) -> None:  # type: ignore[no-untyped-def]
+    core, server = shard
+    dev = await one_device(core)
+    got: list[str] = []
+
+    async def on_push(push: f.Push) -> None:
+        got.append(push.apns_id)
+        if len(got) == 1:
+            raise RuntimeError("the app's own bug")
+
+    client = DeviceClient(url(server), dev.device_id, dev.secret, on_push=on_push)
+    client.start()
+    try:
+        await client.wait_connected(15)
+        first, second = notification(dev, 1), notification(dev, 2)
+        await core.engine.accept(first)
+        await eventually(lambda: got == [first.apns_id], what="the first push reaches the failing handler")
+        await core.engine.accept(second)
+        await eventually(lambda: got == [first.apns_id, second.apns_id], what="the next push after the failure")
+        for n in (first, second):  # the failed one is acked too: it is not redelivered forever
+            await eventually_async(lambda n=n: status(core, dev, n.apns_id), Status.DELIVERED)
+        assert client.handler_errors == 1 and client.connects == 1
+        assert any("on_push raised" in r.getMessage() and r.exc_info for r in caplog.records)
+    finally:
+        await client.stop()
+
+
+async def eventually_async(read, want, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while (got := await read()) != want:
+        assert time.monotonic() < deadline, f"timed out: {got} != {want}"
+        await asyncio.sleep(0.02)

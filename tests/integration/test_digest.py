@@ -142,3 +142,26 @@ async def test_http2_sends_go_through_the_rule_too(pg_dsn: str, redis_url: str) 
         summary = summary_for([item])
         st = await gw.core.store.status(gw.app_id, summary.apns_id)
         assert st is not None and st.token == PROD_TOKEN  # relayed to Apple like any apns-kind push
+
+
+async def test_no_summary_for_a_token_unregistered_before_the_window_ends(rest: Rest) -> None:
+    plain = _gate(rest)
+    device_id, token = await rest.device_with_token()
+    _, kept = await rest.device_with_token()
+    await rest.call("PUT", "/api/v1/digest", {"window_s": WINDOW_S, "max_priority": 5})
+    held = [await _send(rest, token, f"motion {i}") for i in range(2)]
+    other = await _send(rest, kept, "still registered")
+    assert (await rest.call("DELETE", f"/api/v1/tokens/{token}"))[0] == 204
+    end = int(time.time() * 1000) + WINDOW_S * 1000 + 1000
+    # One window per token: only the registered token's becomes a summary.
+    assert await DigestWorker(rest.core.store, plain).run_once(end) == 1
+    assert await _backlog(rest, device_id) == []
+    for h in held:
+        status, view = await rest.call("GET", f"/api/v1/notifications/{h['apns_id']}")
+        assert status == 200 and (view["status"], view["reason"]) == ("discarded", "Unregistered")
+        assert view["summary_apns_id"] is None
+        assert [e["event"] for e in view["timeline"]] == ["accepted", "discarded"]
+    # The dropped window is closed: the next pass does nothing.
+    assert await DigestWorker(rest.core.store, plain).run_once(end + 1000) == 0
+    status, view = await rest.call("GET", f"/api/v1/notifications/{other['apns_id']}")
+    assert view["status"] == "digested" and view["summary_apns_id"] is not None

@@ -40,6 +40,14 @@ def _ok(gw: Gateway, **extra: str) -> list[tuple[str, str]]:
     return push_headers(gw.jwt(), **extra)
 
 
+def _background(gw: Gateway, priority: str | None = None) -> list[tuple[str, str]]:
+    headers = [h for h in _ok(gw) if h[0] != "apns-push-type"] + [("apns-push-type", "background")]
+    return headers + ([("apns-priority", priority)] if priority is not None else [])
+
+
+SYNC = b'{"aps":{"content-available":1}}'
+
+
 CASES: list[Case] = [
     ("collapse id too long", 400, "BadCollapseId", lambda gw: (P, _ok(gw, apns_collapse_id="x" * 65), b"{}", "POST")),
     ("malformed token", 400, "BadDeviceToken", lambda gw: ("/3/device/xyz1", _ok(gw), b"{}", "POST")),
@@ -53,6 +61,15 @@ CASES: list[Case] = [
     ("bad expiration", 400, "BadExpirationDate", lambda gw: (P, _ok(gw, apns_expiration="soon"), b"{}", "POST")),
     ("bad apns-id", 400, "BadMessageId", lambda gw: (P, _ok(gw, apns_id="not-a-uuid"), b"{}", "POST")),
     ("bad priority", 400, "BadPriority", lambda gw: (P, _ok(gw, apns_priority="7"), b"{}", "POST")),
+    ("background at priority 10", 400, "BadPriority", lambda gw: (P, _background(gw, "10"), SYNC, "POST")),
+    ("background at priority 1", 400, "BadPriority", lambda gw: (P, _background(gw, "1"), SYNC, "POST")),
+    ("background without content-available", 400, "InvalidPushType", lambda gw: (P, _background(gw), b"{}", "POST")),
+    (
+        "background with an alert",
+        400,
+        "InvalidPushType",
+        lambda gw: (P, _background(gw, "5"), b'{"aps":{"content-available":1,"alert":"x"}}', "POST"),
+    ),
     ("bad topic", 400, "BadTopic", lambda gw: (P, push_headers(gw.jwt(), topic="bad topic!"), b"{}", "POST")),
     (
         "token of another app",

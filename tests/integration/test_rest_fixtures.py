@@ -110,6 +110,7 @@ class OpenApi:
 
     def template(self, path: str) -> str | None:
         # Literal segments beat parameters (/devices/register vs /devices/{id}).
+        path = path.partition("?")[0]  # the query string is not part of the route
         hits = [tpl for rx, tpl in self._routes if rx.match(path)]
         return min(hits, key=lambda t: t.count("{")) if hits else None
 

@@ -86,6 +86,9 @@ REASONS: list[tuple[dict[str, Any], int, str]] = [
     ({"apns_id": "not-a-uuid"}, 400, "BadMessageId"),
     ({"priority": 7}, 400, "BadPriority"),
     ({"priority": 10, "push_type": "background", "payload": {"aps": {"content-available": 1}}}, 400, "BadPriority"),
+    ({"priority": 1, "push_type": "background", "payload": {"aps": {"content-available": 1}}}, 400, "BadPriority"),
+    ({"push_type": "background", "payload": {"sync": 1}}, 400, "InvalidPushType"),
+    ({"push_type": "background", "payload": {"aps": {"content-available": 1, "alert": "x"}}}, 400, "InvalidPushType"),
     ({"topic": "com.example alpha"}, 400, "BadTopic"),
     ({"push_type": "voip"}, 400, "BadTopic"),  # voip needs the .voip suffix
     ({"push_type": "Alert"}, 400, "InvalidPushType"),

@@ -75,7 +75,7 @@ async def test_schedule_crud_and_other_apps_get_404(rest: Rest) -> None:
     assert status == 200 and [s["schedule_id"] for s in listed["schedules"]] == [sid]
 
     b = rest.b.key
-    assert (await rest.call("GET", "/api/v1/schedules", key=b))[1] == {"schedules": []}
+    assert (await rest.call("GET", "/api/v1/schedules", key=b))[1] == {"schedules": [], "next_after": None}
     for method, path in [("GET", ""), ("POST", "/pause"), ("POST", "/resume"), ("DELETE", "")]:
         status, body = await rest.call(method, f"/api/v1/schedules/{sid}{path}", key=b)
         assert (status, body["reason"]) == (404, "NotFound"), (method, path)
@@ -93,6 +93,38 @@ async def test_schedule_crud_and_other_apps_get_404(rest: Rest) -> None:
     assert (await rest.call("GET", f"/api/v1/schedules/{sid}"))[0] == 404
 
 
+async def test_schedule_list_pages_with_a_cursor(rest: Rest) -> None:
+    _, token = await rest.device_with_token()
+    body = {"token": token, "payload": {"aps": {"alert": "tick"}}, "every_s": 60, "start_at_ms": _start()}
+    created = [await _create(rest, body) for _ in range(5)]
+    # Creation order; schedules made within one millisecond are ordered by id.
+    made = [s["schedule_id"] for s in sorted(created, key=lambda s: (s["created_at_ms"], s["schedule_id"]))]
+    seen: list[str] = []
+    after = ""
+    pages = 0
+    while True:
+        status, page = await rest.call("GET", f"/api/v1/schedules?limit=2&after={after}")
+        assert status == 200 and len(page["schedules"]) <= 2
+        seen += [s["schedule_id"] for s in page["schedules"]]
+        pages += 1
+        if page["next_after"] is None:
+            break
+        after = page["next_after"]
+    # Every schedule once, in order, over three pages (2 + 2 + 1).
+    assert (seen, pages) == (made, 3)
+    # A schedule deleted between pages does not break the cursor.
+    status, first = await rest.call("GET", "/api/v1/schedules?limit=2")
+    assert (await rest.call("DELETE", f"/api/v1/schedules/{made[1]}"))[0] == 204
+    status, rest_of = await rest.call("GET", f"/api/v1/schedules?after={first['next_after']}")
+    assert [s["schedule_id"] for s in rest_of["schedules"]] == made[2:] and rest_of["next_after"] is None
+    # The cursor is scoped by app like everything else: B sees none of A's.
+    status, other = await rest.call("GET", f"/api/v1/schedules?after={first['next_after']}", key=rest.b.key)
+    assert (status, other) == (200, {"schedules": [], "next_after": None})
+    for query in ("limit=0", "limit=1001", "limit=x", "after=nonsense", "after=12.", "after=-1.x"):
+        status, answer = await rest.call("GET", f"/api/v1/schedules?{query}")
+        assert (status, answer["reason"]) == (400, "BadRequestParams"), query
+
+
 async def test_schedule_validation(rest: Rest) -> None:
     _, token = await rest.device_with_token()
     base = {"token": token, "payload": {"aps": {"alert": "x"}}, "every_s": 10}
@@ -108,6 +140,9 @@ async def test_schedule_validation(rest: Rest) -> None:
         ({"priority": 7}, "BadPriority"),
         ({"topic": "com.someone.else"}, "TopicDisallowed"),
         ({"push_type": "background", "priority": 10, "payload": {"aps": {"content-available": 1}}}, "BadPriority"),
+        ({"push_type": "background", "priority": 1, "payload": {"aps": {"content-available": 1}}}, "BadPriority"),
+        ({"push_type": "background", "payload": {"aps": {"alert": "x"}}}, "InvalidPushType"),
+        ({"push_type": "liveactivity", "payload": {"aps": {"event": "update"}}}, "BadRequestPayload"),
         ({"payload": {"aps": {"alert": "x" * 5000}}}, "PayloadTooLarge"),
     ]
     for change, reason in cases:

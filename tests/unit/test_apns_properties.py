@@ -110,7 +110,7 @@ def valid_requests(draw: st.DrawFn) -> tuple[str, list[tuple[str, str]], dict[st
     push_type = draw(st.sampled_from(sorted(PUSH_TYPES)))
     topic = draw(bundles) + TOPIC_SUFFIX[push_type]
     token = draw(tokens)
-    priority = draw(st.sampled_from([5, 1] if push_type == "background" else [10, 5, 1]))
+    priority = draw(st.sampled_from([5] if push_type == "background" else [10, 5, 1]))
     apns_id = str(draw(st.uuids()))
     expiration = draw(st.integers(min_value=0, max_value=2**63 - 1))
     collapse_id = draw(st.text(min_size=1, max_size=16))

@@ -157,9 +157,11 @@ def test_every_push_type_with_its_topic_suffix(push_type: str) -> None:
     topic = TOPIC + TOPIC_SUFFIX[push_type]
     priority = "5" if push_type == "background" else "10"
     # A Live Activity body must carry event, timestamp and content-state (schemas/liveactivity.py).
-    sent = (
-        b'{"aps":{"event":"update","timestamp":1700000000,"content-state":{}}}' if push_type == "liveactivity" else BODY
-    )
+    # A background body is content-available only (schemas/background.py).
+    sent = {
+        "liveactivity": b'{"aps":{"event":"update","timestamp":1700000000,"content-state":{}}}',
+        "background": b'{"aps":{"content-available":1}}',
+    }.get(push_type, BODY)
     parsed, body = validate_request(
         "POST", PATH, hdrs(apns_push_type=push_type, apns_topic=topic, apns_priority=priority), sent
     )
@@ -219,9 +221,10 @@ def test_empty_collapse_id_counts_as_absent() -> None:
     assert validate_headers("POST", PATH, hdrs(apns_collapse_id="")).collapse_id is None
 
 
-def test_background_defaults_to_priority_5_and_accepts_1() -> None:
+def test_background_defaults_to_priority_5_and_refuses_1() -> None:
     assert validate_headers("POST", PATH, hdrs(apns_push_type="background")).priority == 5
-    assert validate_headers("POST", PATH, hdrs(apns_push_type="background", apns_priority="1")).priority == 1
+    with pytest.raises(E.BadPriority):
+        validate_headers("POST", PATH, hdrs(apns_push_type="background", apns_priority="1"))
 
 
 def test_alert_topic_may_end_like_a_suffix() -> None:

@@ -6,8 +6,10 @@ import asyncio
 import random
 from collections.abc import Sequence
 
-from gateway.store.group_commit import GroupCommitter
-from schemas.notification import AcceptResult, Notification
+import pytest
+
+from gateway.store.group_commit import GroupCommitter, timeline
+from schemas.notification import AcceptResult, Notification, Status
 
 
 async def test_one_device_is_never_in_two_batches_at_once_and_keeps_its_order() -> None:
@@ -48,3 +50,14 @@ async def test_one_device_is_never_in_two_batches_at_once_and_keeps_its_order() 
         ids = [r.id for r in results if r.apns_id.startswith(d + "-")]
         assert len(ids) == 20 and ids == sorted(ids)
     assert committer.accepted == 240
+
+
+@pytest.mark.parametrize("status", list(Status), ids=[s.value for s in Status])
+def test_every_status_reads_back_as_a_timeline(status: Status) -> None:
+    # A row in any status (digested ones included) must give a timeline, not a KeyError.
+    events = timeline(status, 1, 2, 3)
+    assert [e.event for e in events][:2] == ["accepted", "sent"]
+    if status.terminal:
+        assert events[-1].at_ms == 3 and events[-1].event not in ("accepted", "sent")
+    else:
+        assert len(events) == 2

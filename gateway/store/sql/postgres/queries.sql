@@ -336,7 +336,9 @@ RETURNING *;
 SELECT * FROM schedules WHERE app_id = $1 AND schedule_id = $2;
 
 -- name: schedule_list
-SELECT * FROM schedules WHERE app_id = $1 ORDER BY created_at_ms, schedule_id LIMIT $2;
+-- A page in creation order, after the (created_at_ms, schedule_id) cursor.
+SELECT * FROM schedules WHERE app_id = $1 AND (created_at_ms, schedule_id) > ($2, $3)
+ORDER BY created_at_ms, schedule_id LIMIT $4;
 
 -- name: schedule_delete
 DELETE FROM schedules WHERE app_id = $1 AND schedule_id = $2;
@@ -398,6 +400,10 @@ ORDER BY id;
 
 -- name: digest_mark
 UPDATE digest_items SET summary_apns_id = $2, summarized_at_ms = $3
+WHERE id = ANY($1::bigint[]) AND summary_apns_id IS NULL;
+
+-- name: digest_drop
+UPDATE digest_items SET summary_apns_id = '', summarized_at_ms = $3, dropped_reason = $2
 WHERE id = ANY($1::bigint[]) AND summary_apns_id IS NULL;
 
 -- name: digest_purge

@@ -36,3 +36,15 @@ SET last_timestamp = excluded.last_timestamp, ended_id = excluded.ended_id, upda
 
 -- name: settle_refused
 UPDATE notifications SET status = ?2, reason = ?3, done_at_ms = ?4 WHERE id = ?1 AND status = 'pending';
+
+-- name: purge_live_activities
+-- Activities last at most 12 hours (APNS.md section 7): a row untouched for
+-- the retention period orders nothing any more.
+DELETE FROM live_activities WHERE token IN (
+    SELECT token FROM live_activities WHERE updated_at_ms < ?1 LIMIT ?2
+);
+
+-- name: purge_background_sends
+DELETE FROM background_sends WHERE rowid IN (
+    SELECT rowid FROM background_sends WHERE at_ms <= ?1 LIMIT ?2
+);
