@@ -76,6 +76,10 @@ async def test_resend_after_unregister_returns_original_result(rest: Rest) -> No
     assert (batch["accepted"], batch["failed"]) == (1, 1)
 
 
+LA_TOPIC = TOPIC + ".push-type.liveactivity"
+LA_UPDATE = {"aps": {"event": "update", "timestamp": 1, "content-state": {}}}
+LA_NO_STAMP = {"aps": {"event": "update", "content-state": {}}}
+
 # (fields to merge into a valid send, expected status, expected reason)
 REASONS: list[tuple[dict[str, Any], int, str]] = [
     ({"collapse_id": "x" * 65}, 400, "BadCollapseId"),
@@ -88,6 +92,9 @@ REASONS: list[tuple[dict[str, Any], int, str]] = [
     ({"priority": 10, "push_type": "background", "payload": {"aps": {"content-available": 1}}}, 400, "BadPriority"),
     ({"priority": 1, "push_type": "background", "payload": {"aps": {"content-available": 1}}}, 400, "BadPriority"),
     ({"push_type": "background", "payload": {"sync": 1}}, 400, "InvalidPushType"),
+    ({"push_type": "liveactivity", "topic": LA_TOPIC, "priority": 1, "payload": LA_UPDATE}, 400, "BadPriority"),
+    ({"push_type": "liveactivity", "topic": LA_TOPIC, "payload": LA_NO_STAMP}, 400, "BadRequestPayload"),
+    ({"push_type": "liveactivity", "payload": LA_UPDATE}, 400, "BadTopic"),  # bare bundle topic
     ({"push_type": "background", "payload": {"aps": {"content-available": 1, "alert": "x"}}}, 400, "InvalidPushType"),
     ({"topic": "com.example alpha"}, 400, "BadTopic"),
     ({"push_type": "voip"}, 400, "BadTopic"),  # voip needs the .voip suffix
