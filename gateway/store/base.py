@@ -160,6 +160,10 @@ class Store(Protocol):
 
     async def get_token(self, token: str) -> DeviceToken | None: ...
 
+    async def get_tokens(self, tokens: Sequence[str]) -> dict[str, DeviceToken]:
+        """The records of those tokens (lowercase hex) that exist, in one read;
+        unknown tokens are absent from the answer."""
+
     async def unregister_token(self, token: str, at_ms: int | None = None) -> int | None:
         """Mark inactive; returns the invalidation timestamp (ms), None if unknown."""
 

@@ -255,6 +255,11 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin):
         row = await self._fetchrow("get_token", token)
         return to_token(row) if row else None
 
+    async def get_tokens(self, tokens: Sequence[str]) -> dict[str, DeviceToken]:
+        if not tokens:
+            return {}
+        return {r["token"]: to_token(r) for r in await self._fetch("get_tokens", list(tokens))}
+
     async def unregister_token(self, token: str, at_ms: int | None = None) -> int | None:
         row = await self._fetchrow("unregister_token", token, at_ms if at_ms is not None else now_ms())
         return None if row is None else int(row["invalidated_at_ms"])

@@ -266,6 +266,12 @@ class SqliteStore(SqliteSchedulesMixin, PowerSqliteMixin):
         row = await self._run(self._one, "get_token", token)
         return to_token(row) if row else None
 
+    async def get_tokens(self, tokens: Sequence[str]) -> dict[str, DeviceToken]:
+        if not tokens:
+            return {}
+        rows = await self._run(self._q, "get_tokens", json.dumps(list(tokens)))
+        return {r["token"]: to_token(r) for r in rows}
+
     async def unregister_token(self, token: str, at_ms: int | None = None) -> int | None:
         row = await self._run(self._one, "unregister_token", token, at_ms if at_ms is not None else now_ms())
         return None if row is None else int(row["invalidated_at_ms"])

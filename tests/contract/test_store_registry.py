@@ -68,6 +68,24 @@ async def test_issued_tokens(world: World) -> None:
         await world.store.issue_token("nobody", "com.example.app", PROD)
 
 
+async def test_get_tokens_reads_many_tokens_at_once(world: World) -> None:
+    s, app = world.store, world.app
+    apns = "ab" * 32
+    await s.register_apns_token(app.app_id, apns, "com.example.app", SANDBOX, user_id="u9")
+    gone = "cd" * 32
+    await s.register_apns_token(app.app_id, gone, "com.example.app", PROD)
+    await s.unregister_token(gone, at_ms=1234)
+    got = await s.get_tokens([world.token, apns, gone, "ef" * 32, apns])
+    assert set(got) == {world.token, apns, gone}  # the unknown one is absent
+    for token, record in got.items():
+        assert record == await s.get_token(token)
+    assert not got[gone].active and got[gone].invalidated_at_ms == 1234
+    assert got[apns].kind is TokenKind.APNS and got[apns].environment is SANDBOX
+    assert await s.get_tokens([]) == {}
+    many = [f"{i:064x}" for i in range(1200)]  # past any per-statement parameter limit
+    assert await s.get_tokens(many) == {}
+
+
 async def test_unregister_and_reregister_apns_token(world: World) -> None:
     s, app = world.store, world.app
     token = "ab" * 32

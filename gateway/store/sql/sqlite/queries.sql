@@ -69,6 +69,11 @@ RETURNING token, app_id, device_id, topic, environment, kind, active, invalidate
 SELECT token, app_id, device_id, topic, environment, kind, active, invalidated_at_ms, user_id
 FROM tokens WHERE token = ?1;
 
+-- name: get_tokens
+-- Many tokens in one round trip (the token cache's misses of one loop tick or one batch).
+SELECT token, app_id, device_id, topic, environment, kind, active, invalidated_at_ms, user_id
+FROM tokens WHERE token IN (SELECT value FROM json_each(?1));
+
 -- name: unregister_token
 UPDATE tokens SET invalidated_at_ms = CASE WHEN active THEN ?2 ELSE coalesce(invalidated_at_ms, ?2) END,
     active = 0
