@@ -15,16 +15,21 @@ token unregistered in *this* process is invalidated at once
 Store reads are the expensive part (a pool acquire, the query, the pool's
 reset on release), so:
 
+* misses are read in batches: a token that must be read joins a queue, and
+  a reader task takes everything queued (up to ``max_batch`` tokens) into one
+  ``Store.get_tokens`` query.  A reader starts on the next loop iteration,
+  so the misses of every request handled in one iteration share a query,
+  and while readers are busy the queue grows, as a group commit does;
 * concurrent misses of one token share one read (single flight);
-* at most ``max_concurrent_reads`` reads run at once, so a burst of misses
-  (a batch of 500 new tokens) never drains the store's connection pool and
-  the group commit keeps getting a connection;
+* at most ``max_concurrent_reads`` queries run at once, so a burst of misses
+  never drains the store's connection pool and the group commit keeps
+  getting a connection;
 * a token used in the last quarter of its cache life is re-read in the
   background (refresh ahead), so a steadily used token never makes a request
   wait for the store.  A cached answer is still never served more than
   ``cache_ttl_s`` after it was read;
-* ``lookup_many`` resolves a batch's distinct tokens with that bounded
-  concurrency, and ``check`` applies the rules to a record already read;
+* ``lookup_many`` resolves a batch's distinct tokens (one query for a REST
+  batch of 500), and ``check`` applies the rules to a record already read;
 * ``resolve_cached`` answers a hit synchronously, so the HTTP/2 hot path
   does not build a chain of coroutines for a dict lookup.
 """
@@ -80,6 +85,9 @@ def check(
     return record
 
 
+_Pending = tuple[str, "asyncio.Future[DeviceToken | None]"]
+
+
 class TokenResolver:
     def __init__(
         self,
@@ -87,7 +95,8 @@ class TokenResolver:
         cache_ttl_s: float = 5.0,
         *,
         max_entries: int = 100_000,
-        max_concurrent_reads: int = 6,
+        max_concurrent_reads: int = 4,
+        max_batch: int = 500,
         refresh_ahead: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -96,13 +105,18 @@ class TokenResolver:
         self._max = max_entries
         self._clock = clock
         self._cache: OrderedDict[str, tuple[DeviceToken, float]] = OrderedDict()
-        self._reads = asyncio.Semaphore(max_concurrent_reads)
-        self._max_reads = max_concurrent_reads
-        self._inflight: dict[str, asyncio.Future[DeviceToken | None]] = {}
+        self._max_readers = max_concurrent_reads
+        self._max_batch = max_batch
+        self._inflight: dict[str, asyncio.Future[DeviceToken | None]] = {}  # queued or being read
+        self._queue: list[_Pending] = []  # not yet taken by a reader
+        self._readers = 0  # reader tasks alive
+        self._starting = False  # a reader was created and has not taken its batch yet
         # Refresh a hit whose remaining life is below this many seconds.
         self._refresh_below = cache_ttl_s * refresh_ahead
         self._tasks: set[asyncio.Task[None]] = set()
         self._generation = 0  # bumped by invalidate/clear: a read begun before must not be cached
+        #: queries made (tests check batching with it)
+        self.queries = 0
 
     def invalidate(self, token: str) -> None:
         token = token.lower()
@@ -123,47 +137,73 @@ class TokenResolver:
         if hit[1] <= now:
             del self._cache[token]
             return None
-        if hit[1] - now < self._refresh_below and token not in self._inflight and len(self._inflight) < self._max_reads:
+        if hit[1] - now < self._refresh_below and token not in self._inflight and len(self._queue) < self._max_batch:
             self._read(token)  # refresh ahead; the entry stays usable meanwhile
         return hit[0]
 
     def _read(self, token: str) -> asyncio.Future[DeviceToken | None]:
-        """One store read per token at a time; concurrent callers share it."""
+        """Queue one read of ``token``, or join the one already queued or running."""
         fut = self._inflight.get(token)
         if fut is None:
-            fut = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
             self._inflight[token] = fut
-            task = asyncio.get_running_loop().create_task(self._fetch(token, fut))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._queue.append((token, fut))
+            if not self._starting and self._readers < self._max_readers:
+                # Started on the next iteration: the misses of this one join it.
+                self._starting = True
+                self._readers += 1
+                task = loop.create_task(self._reader())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         return fut
 
-    async def _fetch(self, token: str, fut: asyncio.Future[DeviceToken | None]) -> None:
-        generation = self._generation
+    async def _reader(self) -> None:
+        """Read queued tokens, a batch per query, until the queue is empty."""
         try:
-            async with self._reads:
-                started = self._clock()
-                record = await self._store.get_token(token)
+            while self._queue:
+                self._starting = False
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                await self._fetch(batch)
+        finally:
+            # The loop ends with an empty queue (nothing awaits between the
+            # check and here) unless the task was cancelled, i.e. shut down.
+            self._readers -= 1
+            self._starting = False
+
+    async def _fetch(self, batch: list[_Pending]) -> None:
+        generation = self._generation
+        started = self._clock()
+        try:
+            self.queries += 1
+            records = await self._store.get_tokens(list({token for token, _ in batch}))
         except BaseException as exc:
+            for token, fut in batch:
+                if self._inflight.get(token) is fut:
+                    del self._inflight[token]
+                if fut.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    fut.cancel()
+                else:
+                    fut.set_exception(exc)
+                    fut.exception()  # retrieved: a refresh nobody awaits must not warn
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        cacheable = self._ttl > 0 and generation == self._generation
+        for token, fut in batch:
+            record = records.get(token)
             if self._inflight.get(token) is fut:
                 del self._inflight[token]
-            if isinstance(exc, asyncio.CancelledError):
-                fut.cancel()
-                raise
+                if record is not None and cacheable:
+                    # TTL counted from before the read: never served staler than cache_ttl_s.
+                    self._cache[token] = (record, started + self._ttl)
+                    self._cache.move_to_end(token)
+                    if len(self._cache) > self._max:
+                        self._cache.popitem(last=False)  # oldest insertion first: bounded memory
             if not fut.done():
-                fut.set_exception(exc)
-                fut.exception()  # retrieved: a refresh nobody awaits must not warn
-            return
-        if self._inflight.get(token) is fut:
-            del self._inflight[token]
-            if record is not None and self._ttl > 0 and generation == self._generation:
-                # TTL counted from before the read: never served staler than cache_ttl_s.
-                self._cache[token] = (record, started + self._ttl)
-                self._cache.move_to_end(token)
-                if len(self._cache) > self._max:
-                    self._cache.popitem(last=False)  # oldest insertion first: bounded memory
-        if not fut.done():
-            fut.set_result(record)
+                fut.set_result(record)
 
     async def _record(self, token: str) -> DeviceToken | None:
         hit = self._cached(token, self._clock())
@@ -173,7 +213,7 @@ class TokenResolver:
 
     async def lookup_many(self, tokens: Iterable[str]) -> dict[str, DeviceToken | None]:
         """Records of already-normalized tokens, each distinct token read once,
-        at most ``max_concurrent_reads`` reads at a time."""
+        the misses together (one query per ``max_batch`` tokens)."""
         now = self._clock()
         out: dict[str, DeviceToken | None] = {}
         missing: list[str] = []

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.authorize import TokenResolver, normalize_token, topic_matches
 from gateway.store.base import App, DeviceToken, Store
-from schemas.errors import BadDeviceToken, DeviceTokenNotForTopic, Unregistered
+from schemas.errors import BadDeviceToken, DeviceTokenNotForTopic, StoreUnavailable, Unregistered
 from schemas.notification import Environment, TokenKind
 
 APP = App(app_id=1, team_id="TEAM123456", bundle_id="com.example.app")
@@ -33,13 +33,17 @@ def record(token: str = TOKEN, **kw: object) -> DeviceToken:
 
 
 class FakeStore:
+    """Counts token reads (one per token asked for) and queries (one per call)."""
+
     def __init__(self, *records: DeviceToken) -> None:
         self.tokens = {r.token: r for r in records}
         self.reads = 0
+        self.queries: list[list[str]] = []
 
-    async def get_token(self, token: str) -> DeviceToken | None:
-        self.reads += 1
-        return self.tokens.get(token)
+    async def get_tokens(self, tokens: list[str]) -> dict[str, DeviceToken]:
+        self.reads += len(tokens)
+        self.queries.append(sorted(tokens))
+        return {t: self.tokens[t] for t in tokens if t in self.tokens}
 
 
 class Clock:
@@ -188,16 +192,16 @@ def test_normalize_token() -> None:
 
 
 class SlowStore(FakeStore):
-    """get_token waits until released, so reads can be seen in flight."""
+    """get_tokens waits until released, so reads can be seen in flight."""
 
     def __init__(self, *records: DeviceToken) -> None:
         super().__init__(*records)
         self.release = asyncio.Event()
 
-    async def get_token(self, token: str) -> DeviceToken | None:
-        self.reads += 1
+    async def get_tokens(self, tokens: list[str]) -> dict[str, DeviceToken]:
+        got = await super().get_tokens(tokens)
         await self.release.wait()
-        return self.tokens.get(token)
+        return got
 
 
 async def test_lookup_many_reads_each_distinct_token_once_and_shares_reads() -> None:
@@ -210,6 +214,7 @@ async def test_lookup_many_reads_each_distinct_token_once_and_shares_reads() -> 
     store.release.set()
     got, got2 = await first, await second
     assert store.reads == 3  # TOKEN, other, the unknown one; the second caller shared "other"
+    assert len(store.queries) == 1  # and all in one query
     assert {t: (rec.device_id if rec else None) for t, rec in got.items()} == {
         TOKEN: "dev-1",
         other: "dev-2",
@@ -229,3 +234,62 @@ async def test_cancelled_lookup_many_does_not_cancel_a_shared_read() -> None:
     store.release.set()
     assert (await survivor).device_id == "dev-1"
     assert cancelled.cancelled() and store.reads == 1
+
+
+async def test_misses_of_concurrent_requests_share_one_query() -> None:
+    tokens = [f"{i:064x}" for i in range(1, 21)]
+    store = FakeStore(*(record(t, device_id=f"dev-{t[-2:]}") for t in tokens[:-1]))
+    r = resolver(store)
+    got = await asyncio.gather(
+        *(r.resolve(APP, t, "com.example.app", "alert") for t in tokens[:-1]),
+        r.resolve(APP, tokens[-1], "com.example.app", "alert"),
+        return_exceptions=True,
+    )
+    assert store.queries == [sorted(tokens)]
+    assert [g.device_id for g in got[:-1]] == [f"dev-{t[-2:]}" for t in tokens[:-1]]  # type: ignore[union-attr]
+    assert isinstance(got[-1], BadDeviceToken)  # the unknown one, answered from the same query
+
+
+async def test_a_large_burst_of_misses_is_read_in_bounded_batches() -> None:
+    tokens = [f"{i:064x}" for i in range(1, 1201)]
+    store = FakeStore(*(record(t) for t in tokens))
+    r = TokenResolver(cast(Store, store), 5.0, max_batch=500, clock=Clock())
+    got = await r.lookup_many(tokens)
+    assert all(got[t] is not None for t in tokens)
+    assert sorted(len(q) for q in store.queries) == [200, 500, 500]
+    assert store.reads == 1200
+
+
+class FailingStore(FakeStore):
+    async def get_tokens(self, tokens: list[str]) -> dict[str, DeviceToken]:
+        await super().get_tokens(tokens)
+        raise StoreUnavailable("down")
+
+
+async def test_a_failed_query_fails_every_request_waiting_on_it_and_is_not_cached() -> None:
+    store = FailingStore(record(), record("cd" * 32))
+    r = resolver(store)
+    got = await asyncio.gather(
+        r.resolve(APP, TOKEN, "com.example.app", "alert"),
+        r.resolve(APP, "cd" * 32, "com.example.app", "alert"),
+        return_exceptions=True,
+    )
+    assert all(isinstance(g, StoreUnavailable) for g in got) and len(store.queries) == 1
+    ok = FakeStore(record())
+    r._store = cast(Store, ok)
+    assert (await r.resolve(APP, TOKEN, "com.example.app", "alert")).token == TOKEN
+    assert ok.reads == 1
+
+
+async def test_a_token_invalidated_while_its_read_is_queued_is_not_cached() -> None:
+    store = SlowStore(record())
+    r = resolver(store)
+    first = asyncio.ensure_future(r.resolve(APP, TOKEN, "com.example.app", "alert"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the reader has sent its query
+    r.invalidate(TOKEN)
+    store.release.set()
+    assert (await first).active
+    store.tokens[TOKEN] = record(active=False, invalidated_at_ms=7)
+    with pytest.raises(Unregistered):
+        await r.resolve(APP, TOKEN, "com.example.app", "alert")
