@@ -5,8 +5,9 @@
 SELECT quiet_start_min, quiet_end_min, quiet_tz FROM device_settings WHERE device_id = $1;
 
 -- name: set_quiet_hours
+-- A deleted device has no settings (016's foreign key): setting them is a no-op.
 INSERT INTO device_settings (device_id, quiet_start_min, quiet_end_min, quiet_tz, updated_at_ms)
-VALUES ($1, $2, $3, $4, $5)
+SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM devices WHERE device_id = $1)
 ON CONFLICT (device_id) DO UPDATE
 SET quiet_start_min = excluded.quiet_start_min, quiet_end_min = excluded.quiet_end_min,
     quiet_tz = excluded.quiet_tz, updated_at_ms = excluded.updated_at_ms;
