@@ -9,6 +9,7 @@ composition root starts.  New routes are therefore covered automatically.
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -51,6 +52,16 @@ class Gateway:
     def store(self) -> Any:
         return self.proc.core.store
 
+    def route_patterns(self) -> dict[tuple[str, str], re.Pattern[str] | None]:
+        """(method, canonical path) -> the regex a concrete path must match (None: a plain path)."""
+        out: dict[tuple[str, str], re.Pattern[str] | None] = {}
+        for route in self.app.router.routes():
+            info = route.resource.get_info() if route.resource is not None else {}
+            path = info.get("path") or info.get("formatter") or info.get("prefix") or ""
+            if route.method != "HEAD":
+                out[(route.method, path)] = info.get("pattern")
+        return out
+
     def routes(self) -> list[tuple[str, str]]:
         """(method, canonical path) of every route the process serves."""
         out = []
@@ -83,8 +94,8 @@ async def _tenant(proc: GatewayProcess, team: str, bundle: str) -> Tenant:
 
 
 async def open_gateway(tmp: Path, **cfg: Any) -> AsyncIterator[Gateway]:
-    config = Config(data_dir=str(tmp / "data"), rest_port=_free_port(), http2_port=_free_port(),
-                    admin_token=ADMIN_TOKEN, **cfg)  # fmt: skip
+    cfg.setdefault("admin_token", ADMIN_TOKEN)  # admin_token="" runs the gateway with the admin API off
+    config = Config(data_dir=str(tmp / "data"), rest_port=_free_port(), http2_port=_free_port(), **cfg)
     seen: list[web.Application] = []
     original = web.AppRunner.__init__
 
