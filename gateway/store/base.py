@@ -185,7 +185,12 @@ class Store(Protocol):
         transaction (group commit). Returns only after the commit."""
 
     async def accept_many(self, notifications: Sequence[Notification]) -> list[AcceptResult]:
-        """Accept a batch in one transaction (what group commit calls)."""
+        """Accept a batch; returns after every row committed, results in order.
+
+        The batch goes through group commit like single accepts: it may share
+        transactions with other callers and is split by device over the
+        flushers, so a failure can leave part of it committed (a resend is
+        answered from the original rows: idempotency per apns-id)."""
 
     async def backlog(
         self, device_id: str, limit: int, after: tuple[int, int] | None = None, now_s: int | None = None

@@ -74,19 +74,32 @@ class GroupCommitter:
         self.accepted = 0
 
     async def submit(self, notification: Notification) -> AcceptResult:
+        return await self._enqueue(notification, asyncio.get_running_loop())
+
+    async def submit_many(self, notifications: Sequence[Notification]) -> list[AcceptResult]:
+        """Queue a caller's batch like single accepts (it may share transactions with
+        other callers and is split by device over the lanes); the results in order."""
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(*[self._enqueue(n, loop) for n in notifications], return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return results  # type: ignore[return-value]  # no exceptions left
+
+    def _enqueue(self, notification: Notification, loop: asyncio.AbstractEventLoop) -> asyncio.Future[AcceptResult]:
         if self._closed:
             raise RuntimeError("group committer is closed")
         lanes = self._lanes
         if lanes is None:
             lanes = self._lanes = [_Lane() for _ in range(self._flushers)]
         lane = lanes[hash(notification.device_id or notification.token) % len(lanes)] if len(lanes) > 1 else lanes[0]
-        fut: asyncio.Future[AcceptResult] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[AcceptResult] = loop.create_future()
         lane.queue.append((notification, fut))
         if lane.task is None or lane.task.done():
             lane.task = asyncio.create_task(self._run(lane), name="store-group-commit")
         else:
             lane.wakeup.set()
-        return await fut
+        return fut
 
     async def _run(self, lane: _Lane) -> None:
         queue = lane.queue

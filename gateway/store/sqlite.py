@@ -81,7 +81,7 @@ class SqliteStore(SqliteSchedulesMixin, PowerSqliteMixin):
         self.busy_timeout_ms = busy_timeout_ms
         self._db: sqlite3.Connection | None = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
-        self.committer = GroupCommitter(self.accept_many, group_commit_max)
+        self.committer = GroupCommitter(self._write_batch, group_commit_max)
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -299,8 +299,10 @@ class SqliteStore(SqliteSchedulesMixin, PowerSqliteMixin):
         return await self.committer.submit(notification)
 
     async def accept_many(self, notifications: Sequence[Notification]) -> list[AcceptResult]:
-        if not notifications:
-            return []
+        return await self.committer.submit_many(notifications) if notifications else []
+
+    async def _write_batch(self, notifications: Sequence[Notification]) -> list[AcceptResult]:
+        """One group-commit batch in one transaction (the committer's flush)."""
         unique, where = unique_in_batch(notifications)
         results = await self._run(self._accept_sync, unique, now_ms())
         return results if where is None else spread_results(results, where)

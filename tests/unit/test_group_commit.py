@@ -61,3 +61,50 @@ def test_every_status_reads_back_as_a_timeline(status: Status) -> None:
         assert events[-1].at_ms == 3 and events[-1].event not in ("accepted", "sent")
     else:
         assert len(events) == 2
+
+
+async def test_submit_many_shares_lanes_and_answers_in_input_order() -> None:
+    # A caller's batch is split by device over the lanes and merged with other
+    # callers' rows; the answers still come back in the caller's order.
+    batches: list[list[str]] = []
+
+    async def flush(batch: Sequence[Notification]) -> list[AcceptResult]:
+        batches.append([n.apns_id for n in batch])
+        await asyncio.sleep(0.001)
+        return [AcceptResult(apns_id=n.apns_id, id=int(n.apns_id.split("-")[1])) for n in batch]
+
+    committer = GroupCommitter(flush, max_batch=100, flushers=3)
+
+    def note(i: int) -> Notification:
+        return Notification(
+            apns_id=f"n-{i}", app_id=1, token="00" * 32, topic="t", payload=b"{}", device_id=f"dev{i % 7}"
+        )
+
+    first, second = await asyncio.gather(
+        committer.submit_many([note(i) for i in range(50)]),
+        committer.submit_many([note(i) for i in range(50, 80)]),
+    )
+    await committer.close()
+    assert [r.id for r in first] == list(range(50)) and [r.id for r in second] == list(range(50, 80))
+    assert len(batches) < 80 and committer.accepted == 80  # batched, not one transaction per row
+
+
+async def test_submit_many_fails_when_a_lane_fails() -> None:
+    async def flush(batch: Sequence[Notification]) -> list[AcceptResult]:
+        if any(n.device_id == "bad" for n in batch):
+            raise RuntimeError("lane down")
+        return [AcceptResult(apns_id=n.apns_id, id=1) for n in batch]
+
+    committer = GroupCommitter(flush, max_batch=10, flushers=2)
+    notes = [
+        Notification(apns_id=f"a{i}", app_id=1, token="00" * 32, topic="t", payload=b"{}", device_id=d)
+        for i, d in enumerate(["ok", "bad", "ok"])
+    ]
+    try:
+        await committer.submit_many(notes)
+    except RuntimeError as exc:
+        assert str(exc) == "lane down"
+    else:
+        raise AssertionError("a failed lane must fail the caller")
+    finally:
+        await committer.close()

@@ -216,32 +216,45 @@ FROM webhook_jobs WHERE app_id = $1 AND ($2::text IS NULL OR state = $2) ORDER B
 -- name: list_api_keys
 SELECT key_prefix, app_id, created_at_ms FROM api_keys WHERE app_id = $1 ORDER BY created_at_ms;
 
--- accept_many in one short transaction of plain statements (postgres.py
--- decides in Python which steps a batch needs).  The caller removes
+-- accept_many in one short transaction: BEGIN, accept_prepare, COPY of the
+-- new rows with their pre-assigned ids, COMMIT (postgres.py).  Collapse and
+-- the exact cap check run only when a batch needs them.  The caller removes
 -- duplicates inside the batch and computes expires_at_s.
 
--- name: accept_insert
--- Insert in input order so ids follow acceptance order; a known
--- (app_id, apns_id) inserts nothing (idempotency).
-INSERT INTO notifications (apns_id, app_id, token, topic, payload, priority, push_type, expiration,
-                           expires_at_s, collapse_id, device_id, kind, status, accepted_at_ms,
-                           deliver_at_ms, not_before_ms)
-SELECT u.apns_id, u.app_id, u.token, u.topic, u.payload, u.priority, u.push_type, u.expiration,
-       u.expires_at_s, u.collapse_id, u.device_id, u.kind, 'pending', $14::bigint,
-       u.deliver_at_ms, coalesce(u.deliver_at_ms, 0)
-FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bytea[], $6::smallint[], $7::text[],
-            $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::bigint[])
-     WITH ORDINALITY AS u(apns_id, app_id, token, topic, payload, priority, push_type, expiration,
-                          expires_at_s, collapse_id, device_id, kind, deliver_at_ms, ord)
-ORDER BY u.ord
-ON CONFLICT (app_id, apns_id) DO NOTHING
-RETURNING id, app_id, apns_id;
+-- name: accept_prepare
+-- One round trip before the COPY:
+-- * known: the (app_id, apns_id) already accepted (idempotency), id and status;
+-- * ids: $5 fresh ids in one call, handed out in input order so ids follow
+--   acceptance order;
+-- * the pending bound of each token (migration 004) grows by its rows of the
+--   batch (a known row counted too only loosens the upper bound); the tokens
+--   whose bound passes the cap $6 get the exact check, and so do tokens
+--   without a row to keep a bound in (bounded < number of tokens).
+WITH bound AS (
+    UPDATE tokens t SET pending_bound = t.pending_bound + u.n
+    FROM unnest($3::text[], $4::bigint[]) AS u(token, n)
+    WHERE t.token = u.token
+    RETURNING t.token, t.pending_bound
+), known AS (
+    -- LIMIT 1 keeps this a probe of the unique index per row (it cannot be
+    -- turned into a join that scans the table).
+    SELECT k.app_id, k.apns_id, k.id, k.status
+    FROM unnest($1::bigint[], $2::text[]) AS u(app_id, apns_id), LATERAL (
+        SELECT n.app_id, n.apns_id, n.id, n.status FROM notifications n
+        WHERE n.app_id = u.app_id AND n.apns_id = u.apns_id LIMIT 1
+    ) k
+)
+SELECT (SELECT array_agg(nextval('notifications_id_seq')) FROM generate_series(1, $5::int)) AS ids,
+       ARRAY(SELECT b.token FROM bound b WHERE b.pending_bound > $6) AS over_tokens,
+       (SELECT count(*) FROM bound) AS bounded,
+       ARRAY(SELECT k.app_id FROM known k) AS known_app_ids,
+       ARRAY(SELECT k.apns_id FROM known k) AS known_apns_ids,
+       ARRAY(SELECT k.id FROM known k) AS known_ids,
+       ARRAY(SELECT k.status FROM known k) AS known_statuses;
 
--- name: accept_existing
--- The rows a batch found already accepted: their id and status now.
-SELECT n.app_id, n.apns_id, n.id, n.status
-FROM unnest($1::bigint[], $2::text[]) AS u(app_id, apns_id)
-JOIN notifications n ON n.app_id = u.app_id AND n.apns_id = u.apns_id;
+-- name: accept_registered_tokens
+-- Which of the batch's tokens have a token row (rarely needed: see bounded).
+SELECT token FROM tokens WHERE token = ANY($1::text[]);
 
 -- name: accept_collapse
 -- Per (token, collapse_id) of the batch only the newest pending row survives.
@@ -250,34 +263,43 @@ FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k(token, collapse_id, keep)
 WHERE n.token = k.token AND n.collapse_id = k.collapse_id AND n.status = 'pending' AND n.id < k.keep
 RETURNING n.id, n.token, n.collapse_id;
 
--- name: accept_bound
--- Add each token's new rows to its pending bound (migration 004); the
--- tokens whose bound passes the cap get the exact check below.  Tokens
--- without a row here (not registered) are checked exactly too.
-UPDATE tokens t SET pending_bound = t.pending_bound + u.n
-FROM unnest($1::text[], $2::bigint[]) AS u(token, n)
-WHERE t.token = u.token
-RETURNING t.token, t.pending_bound;
-
 -- name: accept_bound_reset
--- After the exact check: the bound becomes the true pending count.
+-- After the exact check: the bound becomes the true pending count (the two
+-- halves as migration 005 splits them: a device token's rows through the
+-- drain index, the others through the token index).
 UPDATE tokens t SET pending_bound = (
-    SELECT count(*) FROM notifications n WHERE n.token = t.token AND n.status = 'pending'
+    SELECT count(*) FROM notifications n
+    WHERE n.device_id = t.device_id AND n.token = t.token AND n.status = 'pending' AND n.kind = 'local'
+) + (
+    SELECT count(*) FROM notifications n
+    WHERE n.token = t.token AND n.status = 'pending' AND (n.kind <> 'local' OR n.device_id IS NULL)
 )
 WHERE t.token = ANY($1::text[]);
 
 -- name: accept_cap
--- Backlog cap: keep the $2 highest-priority, newest pending rows per token;
--- the dropped rows' devices learn it through devices.overflow.
-WITH over AS (
-    SELECT x.id FROM unnest($1::text[]) AS t(token), LATERAL (
+-- Backlog cap: keep the $3 highest-priority, newest pending rows per token
+-- ($1 tokens, $2 their device or NULL); the dropped rows' devices learn it
+-- through devices.overflow.
+WITH t AS (
+    SELECT * FROM unnest($1::text[], $2::text[]) AS t(token, device_id)
+), over AS (
+    SELECT x.id FROM t, LATERAL (
         SELECT n.id FROM notifications n
-        WHERE n.token = t.token AND n.status = 'pending'
+        WHERE n.device_id = t.device_id AND n.token = t.token AND n.status = 'pending' AND n.kind = 'local'
         ORDER BY n.priority DESC, n.id DESC
-        OFFSET $2
+        OFFSET $3
     ) x
+    WHERE t.device_id IS NOT NULL
+    UNION ALL
+    SELECT x.id FROM t, LATERAL (
+        SELECT n.id FROM notifications n
+        WHERE n.token = t.token AND n.status = 'pending' AND (n.kind <> 'local' OR n.device_id IS NULL)
+        ORDER BY n.priority DESC, n.id DESC
+        OFFSET $3
+    ) x
+    WHERE t.device_id IS NULL
 ), dropped AS (
-    UPDATE notifications n SET status = 'dropped', done_at_ms = $3
+    UPDATE notifications n SET status = 'dropped', done_at_ms = $4
     FROM over WHERE n.id = over.id
     RETURNING n.id, n.device_id
 ), counted AS (
