@@ -223,7 +223,8 @@ SELECT key_prefix, app_id, created_at_ms FROM api_keys WHERE app_id = $1 ORDER B
 
 -- name: accept_prepare
 -- One round trip before the COPY:
--- * known: the (app_id, apns_id) already accepted (idempotency), id and status;
+-- * known: the (app_id, apns_id) already accepted (idempotency), id and status
+--   (the store passes empty arrays while it has seen no resends: postgres.py);
 -- * ids: $5 fresh ids in one call, handed out in input order so ids follow
 --   acceptance order;
 -- * the pending bound of each token (migration 004) grows by its rows of the
