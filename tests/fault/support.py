@@ -79,12 +79,13 @@ async def eventually(check: Callable[[], bool], timeout: float = 15.0, what: str
     return time.monotonic() - start
 
 
-async def _http_ok(http: aiohttp.ClientSession, url: str) -> bool:
+async def _http_ok(http: aiohttp.ClientSession, url: str) -> tuple[bool, str]:
+    """(answered 200, what was seen: status and body, or the error)."""
     try:
         async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
-            return r.status == 200
-    except (aiohttp.ClientError, TimeoutError, OSError):
-        return False
+            return r.status == 200, f"{r.status} {(await r.text())[:300]}"
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return False, repr(exc)
 
 
 def _port_open(port: int) -> bool:
@@ -120,11 +121,10 @@ class Role:
                 assert self.proc is not None
                 if self.proc.poll() is not None:
                     raise AssertionError(f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}")
-                if await _http_ok(http, f"http://127.0.0.1:{self.rest_port}/readyz") and (
-                    self.ws_port is None or _port_open(self.ws_port)
-                ):
+                ok, seen = await _http_ok(http, f"http://127.0.0.1:{self.rest_port}/readyz")
+                if ok and (self.ws_port is None or _port_open(self.ws_port)):
                     return
-                assert time.monotonic() < deadline, f"{self.name} not ready: {self.log_tail()}"
+                assert time.monotonic() < deadline, f"{self.name} not ready (/readyz: {seen}): {self.log_tail()}"
                 await asyncio.sleep(0.1)
 
     def kill(self) -> int:
@@ -167,6 +167,7 @@ class Device:
     token: str
     client: DeviceClient | None = None
     got: list[str] = field(default_factory=list)  # apns-ids the app saw (after the SDK's dedupe)
+    overflows: list[int] = field(default_factory=list)  # each "n dropped by the backlog cap" signal
 
 
 class Cluster:
@@ -243,6 +244,7 @@ class Cluster:
                 k = i % len(urls)
                 d.client = DeviceClient(urls[k:] + urls[:k], d.device_id, d.secret,
                                         on_push=lambda p, d=d: d.got.append(p.apns_id),
+                                        on_overflow=d.overflows.append,
                                         backoff_min_s=0.05, backoff_max_s=1.0, **client_kw)  # fmt: skip
                 d.client.start()
                 out.append(d)

@@ -144,20 +144,34 @@ async def _send_relayed(w: World, http: aiohttp.ClientSession, tokens: list[str]
     return ids
 
 
+def _relayed_at_apple(w: World) -> int:
+    """Distinct apns-ids Apple has answered 200."""
+    return len({a.apns_id for a in w.apple.answered if a.status == 200})
+
+
 async def test_worker_sigkill_mid_batch_loses_nothing(world: World) -> None:
     w = world
     base = f"http://127.0.0.1:{w.cluster.rest}/api/v1"
     async with aiohttp.ClientSession(headers={"X-API-Key": w.cluster.api_key}) as http:
         relayed_tokens, hook_tokens, expiring = await _prepare(w, http)
-        relayed = await _send_relayed(w, http, relayed_tokens)
-        for t in hook_tokens:  # webhook jobs, while the bridge is busy
-            async with http.delete(f"{base}/tokens/{t}") as r:
+
+        async def delete(token: str) -> None:
+            async with http.delete(f"{base}/tokens/{token}") as r:
                 assert r.status in (200, 204)
+
+        # The webhook jobs first, all at once, then the relayed pushes, then the kills
+        # at once: one by one, the deletions took longer under load than the whole relay.
+        await asyncio.gather(*(delete(t) for t in hook_tokens))
+        relayed = await _send_relayed(w, http, relayed_tokens)
         kills_mid = []
-        for _ in range(KILLS):
-            answered = len(w.apple.answered)
-            await eventually(lambda a=answered: len(w.apple.answered) > a + 5, 30, "relay progress")
-            kills_mid.append((len(w.apple.answered), len(w.receiver.deliveries)))
+        for k in range(1, KILLS + 1):
+            # Kill k lands once the restarted worker has made progress: 5 more distinct
+            # pushes at Apple and at least k/(KILLS+1) of them, capped at all of them (a
+            # count of answers could stall when the relay had finished before a kill).
+            done = kills_mid[-1][0] if kills_mid else 0
+            target = min(RELAYED, max(k * RELAYED // (KILLS + 1), done + 5))
+            await eventually(lambda t=target: _relayed_at_apple(w) >= t, 60, f"relay progress to {target}")
+            kills_mid.append((_relayed_at_apple(w), len(w.receiver.deliveries)))
             assert w.cluster.worker.kill() == -9
             await asyncio.sleep(0.3)
             await w.cluster.restart(w.cluster.worker)

@@ -2,7 +2,8 @@
 
 The listener turns any PushgwError into an APNs answer and any other
 exception into a 500 and a log line, so the validator must never raise
-anything else, whatever bytes a client sends.
+anything else, whatever bytes a client sends.  ``make bench-faults`` runs
+more examples (``PUSHGW_FAULT_SCALE``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from schemas import errors
 from schemas.apns import ApnsHeaders, validate_headers, validate_request
 from schemas.payload import validate_aps_payload
 from schemas.push_types import PAYLOAD_LIMIT, PRIORITIES, PUSH_TYPES, TOPIC_SUFFIX
+from tests.fault.sizes import fuzz_examples
 
 KNOWN_NAMES = [
     "apns-id",
@@ -64,7 +66,7 @@ json_bodies = st.one_of(
 bodies = st.one_of(st.binary(max_size=6000), json_bodies)
 
 
-@settings(max_examples=500)
+@settings(max_examples=fuzz_examples(500))
 @given(method=methods, path=paths, headers=header_lists, body=bodies)
 def test_validator_returns_or_raises_only_pushgw_errors(
     method: str, path: str, headers: list[tuple[str, str]], body: bytes
@@ -90,7 +92,7 @@ def test_validator_returns_or_raises_only_pushgw_errors(
     assert parsed.collapse_id is None or len(parsed.collapse_id.encode("utf-8", "surrogatepass")) <= 64
 
 
-@settings(max_examples=300)
+@settings(max_examples=fuzz_examples(300))
 @given(body=bodies, limit=st.integers(min_value=0, max_value=6000))
 def test_payload_validator_never_raises_foreign_exceptions(body: bytes, limit: int) -> None:
     try:
@@ -135,7 +137,7 @@ def valid_requests(draw: st.DrawFn) -> tuple[str, list[tuple[str, str]], dict[st
     return token.upper(), headers, expected
 
 
-@settings(max_examples=300)
+@settings(max_examples=fuzz_examples(300))
 @given(request=valid_requests())
 def test_valid_requests_in_any_header_order_are_accepted(
     request: tuple[str, list[tuple[str, str]], dict[str, object]],
@@ -145,7 +147,7 @@ def test_valid_requests_in_any_header_order_are_accepted(
     assert {name: getattr(parsed, name) for name in expected} == expected
 
 
-@settings(max_examples=200)
+@settings(max_examples=fuzz_examples(200))
 @given(request=valid_requests(), data=st.data())
 def test_repeating_any_header_is_duplicate_headers(
     request: tuple[str, list[tuple[str, str]], dict[str, object]], data: st.DataObject
@@ -161,7 +163,7 @@ def test_repeating_any_header_is_duplicate_headers(
     raise AssertionError(f"{repeated[0]} repeated was accepted")
 
 
-@settings(max_examples=200)
+@settings(max_examples=fuzz_examples(200))
 @given(custom=st.dictionaries(st.text(max_size=12).filter(lambda k: k != "aps"), json_values, max_size=6))
 def test_custom_top_level_keys_are_never_inspected(custom: dict[str, object]) -> None:
     body = json.dumps({"aps": {"alert": "hi"}, **custom}, ensure_ascii=False).encode()
@@ -169,7 +171,7 @@ def test_custom_top_level_keys_are_never_inspected(custom: dict[str, object]) ->
     assert validate_request("POST", "/3/device/00", [("apns-topic", "com.example.app")], body)[1] is body
 
 
-@settings(max_examples=300)
+@settings(max_examples=fuzz_examples(300))
 @given(request=valid_requests(), data=st.data())
 def test_mutating_one_header_of_a_valid_request_never_escapes_the_hierarchy(
     request: tuple[str, list[tuple[str, str]], dict[str, object]], data: st.DataObject
