@@ -91,11 +91,30 @@ def build_parser() -> argparse.ArgumentParser:
     _common(ak_create)
     ak_create.add_argument("--bundle-id", required=True)
 
+    _apns_credentials_parser(sub)
+
     device = sub.add_parser("device", help="devices")
     d_sub = device.add_subparsers(dest="action", required=True)
     d_sim = d_sub.add_parser("simulate", help="connect N simulated devices and print what arrives")
     d_sim.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
+
+
+def _apns_credentials_parser(sub: Any) -> None:
+    creds = sub.add_parser("apns-credentials", help="the Apple credentials the bridge relays an app's pushes with")
+    c_sub = creds.add_subparsers(dest="action", required=True)
+    add = c_sub.add_parser("add", help="store a .p8 token key or a client certificate for an app (encrypted)")
+    _common(add)
+    add.add_argument("--bundle-id", required=True)
+    add.add_argument("--p8", help="the AuthKey_XXXXXXXXXX.p8 file (with --team-id and --key-id)")
+    add.add_argument("--team-id", help="Apple team id of the .p8 key (10 characters)")
+    add.add_argument("--key-id", help="Apple key id of the .p8 key (10 characters)")
+    add.add_argument("--cert", help="client certificate: PEM (certificate and key) or PKCS#12 (.p12)")
+    add.add_argument("--password-file", help="file holding the PKCS#12 password (never on the command line)")
+    _common(c_sub.add_parser("list", help="list stored credentials (no secrets are printed)"))
+    remove = c_sub.add_parser("remove", help="delete an app's credentials")
+    _common(remove)
+    remove.add_argument("--bundle-id", required=True)
 
 
 def _config_from(args: argparse.Namespace) -> Config:
@@ -216,9 +235,7 @@ class GatewayProcess:
             )
             schedules.start()
             self._stoppers.insert(0, schedules.stop)
-            digests = DigestWorker(
-                core.store, plain_engine, interval_s=cfg.digest_tick_s, retention_s=cfg.retention_s
-            )
+            digests = DigestWorker(core.store, plain_engine, interval_s=cfg.digest_tick_s, retention_s=cfg.retention_s)
             digests.start()
             self._stoppers.insert(0, digests.stop)
             from gateway.admin_exporter import StatsExporter
@@ -272,6 +289,50 @@ async def _with_store(cfg: Config, fn: Any) -> Any:
         return await fn(store)
     finally:
         await store.close()
+
+
+def _apns_credentials(args: argparse.Namespace, cfg: Config) -> int:
+    import uvloop
+
+    from gateway import apns_credentials as creds
+    from gateway.apns_bridge.keyvault import VaultError
+
+    async def bundle_ids(store: Any) -> dict[int, str]:
+        return {a.app_id: a.bundle_id for a in await store.list_apps()}
+
+    bundles = uvloop.run(_with_store(cfg, bundle_ids))
+    try:
+        vault = creds.open_vault(cfg)
+        if args.action == "list":
+            print(json.dumps({"apns_credentials": creds.list_all(vault, bundles)}, indent=2))
+            return 0
+        app_id = next((i for i, b in bundles.items() if b == args.bundle_id), None)
+        if app_id is None:
+            raise creds.CredentialsError(f"no app with bundle id {args.bundle_id!r}")
+        if args.action == "remove":
+            if not vault.delete(app_id):
+                raise creds.CredentialsError(f"app {args.bundle_id} has no APNs credentials")
+            print(json.dumps({"removed": args.bundle_id}))
+            return 0
+        if bool(args.p8) == bool(args.cert):
+            raise creds.CredentialsError("give either --p8 (with --team-id and --key-id) or --cert")
+        if args.p8:
+            if not (args.team_id and args.key_id):
+                raise creds.CredentialsError("--p8 needs --team-id and --key-id")
+            with open(args.p8, encoding="utf-8") as f:
+                out = creds.add_token_key(vault, app_id, args.team_id, args.key_id, f.read())
+        else:
+            password = None
+            if args.password_file:
+                with open(args.password_file, "rb") as pf:
+                    password = pf.read().rstrip(b"\r\n")
+            with open(args.cert, "rb") as cf:
+                out = creds.add_certificate(vault, app_id, cf.read(), password)
+    except (creds.CredentialsError, VaultError, OSError) as exc:
+        print(f"pushgw: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({**out, "bundle_id": args.bundle_id}, indent=2))
+    return 0
 
 
 def _admin(args: argparse.Namespace, cfg: Config) -> int:
@@ -331,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("migrations applied")
     elif args.command == "config":
         print(json.dumps(cfg.public_dict(), indent=2))
+    elif args.command == "apns-credentials":
+        return _apns_credentials(args, cfg)
     else:
         return _admin(args, cfg)
     return 0

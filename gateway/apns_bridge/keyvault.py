@@ -125,6 +125,11 @@ class KeyVault:
             self._cache.pop(app_id, None)
             return found
 
+    def app_ids(self) -> list[int]:
+        """The apps that have credentials in the vault (nothing is decrypted)."""
+        with self._lock:
+            return sorted(int(app_id) for app_id in self._read_raw())
+
     def get(self, app_id: int) -> Credentials | None:
         with self._lock:
             self._reload_if_changed()

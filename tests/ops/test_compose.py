@@ -67,6 +67,20 @@ def test_compose_runs_the_documented_topology_with_real_commands() -> None:
         assert "profiles" not in services[name]
 
 
+def test_provider_api_and_worker_share_the_apns_credentials_vault() -> None:
+    # The admin API (provider-api) writes <data_dir>/apns_keys.json, the bridge (worker) reads it.
+    services = compose()["services"]
+    mounts = {}
+    for name in ("provider-api", "worker"):
+        svc = services[name]
+        cfg = load_config(env=_env(svc))
+        assert "PUSHGW_SECRET_KEY" in svc["environment"], name
+        (mount,) = [v for v in svc["volumes"] if v.split(":")[1] == cfg.data_dir]
+        mounts[name] = mount.split(":")[0]
+    assert mounts["provider-api"] == mounts["worker"] in compose()["volumes"]
+    assert "PUSHGW_DATA_DIR=/var/lib/pushgw" in (ROOT / "Dockerfile").read_text()  # the image agrees
+
+
 def test_prometheus_scrapes_every_pushgw_service_and_grafana_queries_documented_metrics() -> None:
     services = compose()["services"]
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
