@@ -12,11 +12,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 import orjson
 from aiohttp import web
 
 from gateway.store.base import App, Store
 from schemas.errors import BadRequestParams, MissingProviderToken, PushgwError
+from schemas.feedback import (
+    FeedbackPage,
+    FeedbackRecord,
+    WebhookDeliveries,
+    WebhookDelivery,
+    WebhookRequest,
+    WebhookView,
+)
 
 PREFIX = "/api/v1"
 MAX_LIMIT = 1000
@@ -25,6 +34,10 @@ _STORE: web.AppKey[Store] = web.AppKey("pushgw_feedback_store", Store)
 
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def _encoded(body: msgspec.Struct) -> web.Response:
+    return web.Response(body=msgspec.json.encode(body), content_type="application/json")
 
 
 def app_of(request: web.Request) -> App:
@@ -76,28 +89,30 @@ async def list_feedback(request: web.Request) -> web.Response:
     after = _int(request, "after", 0)
     limit = _int(request, "limit", 100, 1, MAX_LIMIT)
     records = await _store(request).list_feedback(app.app_id, since, after, limit)
-    items = [{"id": r.id, "token": r.token, "reason": r.reason, "timestamp": r.at_ms} for r in records]
+    items = [FeedbackRecord(id=r.id, token=r.token, reason=r.reason, timestamp=r.at_ms) for r in records]
     next_after = records[-1].id if len(records) == limit else None
-    return _json({"feedback": items, "next_after": next_after})
+    return _encoded(FeedbackPage(feedback=items, next_after=next_after))
 
 
 async def put_webhook(request: web.Request) -> web.Response:
     app = app_of(request)
     try:
-        doc = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise BadRequestParams("body must be JSON") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("url"), str):
-        raise BadRequestParams("url is required")
-    url = doc["url"]
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
+        doc = msgspec.json.decode(await request.read(), type=WebhookRequest)
+    except msgspec.DecodeError as exc:
+        raise BadRequestParams(f"body must be JSON with an http(s) url: {exc}") from None
+    url = doc.url
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unbalanced [ in the host
+        raise BadRequestParams("url must be an http(s) URL") from None
+    if parts.scheme not in ("http", "https") or not hostname or len(url) > 2048:
         raise BadRequestParams("url must be an http(s) URL")
-    secret = doc.get("secret") or secrets.token_urlsafe(32)
-    if not isinstance(secret, str) or not 16 <= len(secret) <= 256:
+    secret = doc.secret or secrets.token_urlsafe(32)
+    if not 16 <= len(secret) <= 256:
         raise BadRequestParams("secret must be 16..256 characters")
     await _store(request).set_webhook(app.app_id, url, secret)
-    return _json({"url": url, "secret": secret})
+    return _encoded(WebhookView(url=url, secret=secret))
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
@@ -108,18 +123,18 @@ async def list_deliveries(request: web.Request) -> web.Response:
     limit = _int(request, "limit", 100, 1, MAX_LIMIT)
     jobs = await _store(request).list_webhook_jobs(app.app_id, state, limit)
     items = [
-        {
-            "id": j.id,
-            "state": j.state,
-            "attempts": j.attempts,
-            "next_attempt_ms": j.next_attempt_ms,
-            "last_error": j.last_error,
-            "created_at_ms": j.created_at_ms,
-            "event": orjson.loads(j.body),
-        }
+        WebhookDelivery(
+            id=j.id,
+            state=j.state,  # type: ignore[arg-type]  # the store's three states
+            attempts=j.attempts,
+            next_attempt_ms=j.next_attempt_ms,
+            last_error=j.last_error,
+            created_at_ms=j.created_at_ms,
+            event=orjson.loads(j.body),
+        )
         for j in jobs
     ]
-    return _json({"deliveries": items})
+    return _encoded(WebhookDeliveries(deliveries=items))
 
 
 def _add(app: web.Application, store: Store) -> None:

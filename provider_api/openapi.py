@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from schemas import feedback as fb
 from schemas import rest as r
 from schemas import rest_schedules as rs
 from schemas.quiet_hours import QuietHoursBody
@@ -94,6 +95,15 @@ ROUTES: tuple[Route, ...] = (
           rs.DigestRuleRequest, 200, rs.DigestRuleView),
     Route("get", "/api/v1/digest", "This app's digest rule (404 when it has none)", None, 200, rs.DigestRuleView),
     Route("delete", "/api/v1/digest", "Remove the digest rule", None, 204, None),
+    Route("get", "/api/v1/feedback",
+          "Tokens of this app that stopped being valid, oldest first (query: since=<ms>, after=<id> "
+          "from next_after, limit=1..1000)", None, 200, fb.FeedbackPage, (400, 403, 429, 503)),
+    Route("put", "/api/v1/webhook",
+          "Set the app's feedback webhook (signed with HMAC-SHA256 of the secret; one is generated "
+          "when omitted)", fb.WebhookRequest, 200, fb.WebhookView, (400, 403, 429, 503)),
+    Route("get", "/api/v1/webhooks/deliveries",
+          "The app's webhook deliveries, newest first (query: state=pending|delivered|dead, limit=1..1000)",
+          None, 200, fb.WebhookDeliveries, (400, 403, 429, 503)),
 )  # fmt: skip
 
 _ERROR_TEXT = {

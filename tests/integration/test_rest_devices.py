@@ -146,10 +146,14 @@ async def test_openapi_documents_every_route_and_docs_page(rest: Rest) -> None:
 
 def test_route_table_matches_handlers() -> None:
     # Every documented route exists on a freshly built app (no store needed).
+    from types import SimpleNamespace
+
+    from feedback.api import add_feedback_routes
     from gateway.config import Config
     from provider_api.rest import build_rest_app
 
     app = build_rest_app(Config(), core=None)
+    add_feedback_routes(app, SimpleNamespace(store=None))
     canon = {(r.method.lower(), r.resource.canonical) for r in app.router.routes() if r.resource is not None}
     for route in ROUTES:
         assert (route.method, route.path) in canon

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from feedback.api import add_feedback_routes
 from gateway.config import Config
 from gateway.runtime import Core
 from gateway.store.base import App
@@ -187,7 +188,9 @@ async def open_rest(cfg: Config, backend: str, limits: RateLimits | None = None)
     try:
         a = await _tenant(core, "TEAMAAAAAA", "com.example.alpha")
         b = await _tenant(core, "TEAMBBBBBB", "com.example.beta")
-        server = TestServer(build_rest_app(cfg, core, limits=limits))
+        app = build_rest_app(cfg, core, limits=limits)
+        add_feedback_routes(app, core)  # as `pushgw provider-api` mounts them: same document
+        server = TestServer(app)
         async with TestClient(server) as client:
             resp = await client.get("/openapi.json")
             doc = await resp.json()
