@@ -2,7 +2,8 @@
 
 Read side here: live stats, device search and detail, notification lookup
 with its timeline, shards with health, feedback.  Tenant CRUD (teams, apps,
-keys, webhooks) is in ``admin_crud``.  Authentication and the error format
+keys, webhooks) is in ``admin_crud``, the bridge's Apple credentials in
+``admin_apns``.  Authentication and the error format
 are in ``admin_auth``; the dashboard (``/admin/``) is a client of this API.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import admin_crud
+from gateway import admin_apns, admin_crud
 from gateway.admin_auth import AdminError, admin_json, admin_middleware, int_param
 from gateway.admin_queries import AdminQueries
 from gateway.admin_shards import list_shards
@@ -30,7 +31,7 @@ class AdminContext:
         self.core = core
         self.store = core.store
         self.q = AdminQueries(core.store)
-        self.stats = StatsService(core, self.q)
+        self.stats = StatsService(core, self.q, cfg.admin_stats_window_s)
 
     async def app_ref(self, ref: str | None, *, required: bool = False) -> App | None:
         """An app by numeric id or bundle id; 404 when given but unknown."""
@@ -178,3 +179,4 @@ def add_admin_routes(app: web.Application, cfg: Config, core: Any) -> None:
     r.add_get(f"{PREFIX}/shards", shards)
     r.add_get(f"{PREFIX}/feedback", feedback)
     admin_crud.add_routes(app, PREFIX, ctx)
+    admin_apns.add_routes(app, PREFIX, ctx)

@@ -1,18 +1,43 @@
 -- Admin API read model and tenant CRUD, SQLite (gateway/admin_queries.py).
--- The statistics scan notifications; the admin API caches them for a few seconds.
+-- The statistics read what changed since their last look (gateway/admin_rollup.py), never the whole table.
 
--- name: counts_by_app
-SELECT app_id, status, count(*) AS n FROM notifications GROUP BY app_id, status;
+-- name: pending_by_app
+-- The live backlog per app (pending partial indexes); cost follows the backlog, not the history.
+SELECT app_id, count(*) AS n FROM notifications WHERE status = 'pending' GROUP BY app_id;
+
+-- name: pending_since
+-- The first look's pending rows per app, and per accepted minute those accepted since ?1 (minute
+-- NULL: before).  One statement, so the pending count and the window's pending acceptances agree.
+SELECT app_id, CASE WHEN accepted_at_ms >= ?1 THEN accepted_at_ms / 60000 END AS minute, count(*) AS n
+FROM notifications WHERE status = 'pending'
+GROUP BY app_id, CASE WHEN accepted_at_ms >= ?1 THEN accepted_at_ms / 60000 END;
+
+-- name: accepted_done_between
+-- The first look's other acceptances since ?1: rows that became terminal since, up to ?2 (later
+-- transitions are left to the next look, which counts them and their acceptance by conservation).
+SELECT app_id, accepted_at_ms / 60000 AS minute, count(*) AS n FROM notifications
+WHERE status <> 'pending' AND done_at_ms >= ?1 AND done_at_ms <= ?2 AND accepted_at_ms >= ?1
+GROUP BY app_id, accepted_at_ms / 60000;
+
+-- name: done_between
+-- Terminal transitions in (?1, ?2] per app, status and minute (notifications_done index);
+-- bridge_reason is set for relay rows only (Apple's reason, '' when relayed).
+SELECT app_id, status, CASE WHEN kind = 'apns' THEN coalesce(reason, '') END AS bridge_reason,
+       done_at_ms / 60000 AS minute, count(*) AS n
+FROM notifications WHERE status <> 'pending' AND done_at_ms > ?1 AND done_at_ms <= ?2
+GROUP BY app_id, status, CASE WHEN kind = 'apns' THEN coalesce(reason, '') END, done_at_ms / 60000;
 
 -- name: ack_latencies
 -- Accept-to-ack times (ms) of notifications acked since ?1, newest first.
 SELECT done_at_ms - accepted_at_ms AS ms FROM notifications
-WHERE status = 'delivered' AND kind = 'local' AND done_at_ms >= ?1
+WHERE status <> 'pending' AND status = 'delivered' AND kind = 'local' AND done_at_ms >= ?1
 ORDER BY done_at_ms DESC LIMIT ?2;
 
--- name: bridge_results
-SELECT status, coalesce(reason, '') AS reason, count(*) AS n FROM notifications
-WHERE kind = 'apns' AND status <> 'pending' GROUP BY status, coalesce(reason, '');
+-- name: ack_latency_counts
+-- Accept-to-ack times (ms) of the acks in (?1, ?2], with how many had each (the worker's histogram).
+SELECT done_at_ms - accepted_at_ms AS ms, count(*) AS n FROM notifications
+WHERE status <> 'pending' AND status = 'delivered' AND kind = 'local' AND done_at_ms > ?1 AND done_at_ms <= ?2
+GROUP BY done_at_ms - accepted_at_ms;
 
 -- name: search_devices
 SELECT DISTINCT d.device_id, d.app_id, d.user_id, d.created_at_ms

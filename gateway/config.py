@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,6 +67,7 @@ class Config:
 
     # -- admin / ops --------------------------------------------------------
     admin_token: str = ""
+    admin_stats_window_s: int = 900  # admin statistics (and pushgw_notifications) cover this much recent time
     log_level: str = "info"
     log_format: str = "console"  # console | json
     log_levels: str = ""  # per-logger levels: "pushgw.h2=debug,aiohttp.access=warning"
@@ -104,6 +106,8 @@ class Config:
 
 
 def _mask_url(url: str) -> str:
+    """Hide the password of a URL: in its user info and in a ``password=`` query parameter."""
+    url = re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
     if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
@@ -118,6 +122,8 @@ _TYPES = get_type_hints(Config)
 
 def _coerce(name: str, value: Any) -> Any:
     kind = _TYPES[name]
+    if isinstance(value, (dict, list)):  # a TOML table or array where a single value belongs
+        raise ConfigError(f"config key {name!r}: expected one {kind.__name__}, got {type(value).__name__}")
     try:
         if kind is bool:
             if isinstance(value, str):
@@ -145,6 +151,11 @@ def load_config(
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
         flat = raw.get("pushgw", raw)
+        if flat is not raw and len(raw) > 1:  # keys beside [pushgw] would be silently ignored
+            stray = ", ".join(sorted(k for k in raw if k != "pushgw"))
+            raise ConfigError(f"unknown config key(s) {stray} in {path}: put every key under [pushgw]")
+        if not isinstance(flat, dict):
+            raise ConfigError(f"[pushgw] in {path} must be a table")
         for key, value in flat.items():
             if key not in _FIELDS:
                 raise ConfigError(f"unknown config key {key!r} in {path}")
@@ -198,6 +209,7 @@ def _validate(cfg: Config) -> None:
         "presence_ttl_s",
         "ws_max_frame",
         "background_budget_per_hour",
+        "admin_stats_window_s",
     ):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name} must be positive")

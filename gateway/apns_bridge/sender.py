@@ -310,6 +310,7 @@ class BridgeSender:
         kind = classify(resp)
         metrics.outcome(kind)
         if kind == "relayed":
+            metrics.relayed_after(self._clock() - row.accepted_at_ms / 1000)
             await self.outcomes.finish((row.id, "relayed", None, resp.unique_id or resp.apns_id))
         elif kind == "invalid_token":
             reason = resp.reason or "Unregistered"

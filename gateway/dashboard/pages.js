@@ -18,11 +18,14 @@ async function overview(root) {
   const connLegend = el("div", { class: "legend" });
   const apps = el("div", { id: "overview-apps" });
   const bridge = el("div", { id: "overview-bridge" });
+  // Counts cover the statistics window (admin_stats_window_s); pending is the backlog now.
+  const appsTitle = el("h2", { id: "apps-title" }, "Per app");
+  const bridgeTitle = el("h2", {}, "APNs bridge results");
   root.append(el("h1", {}, "Overview"), cards,
     el("div", { class: "charts" },
       el("div", { class: "card" }, el("h2", {}, "Notifications per second"), rate, rateLegend),
       el("div", { class: "card" }, el("h2", {}, "Connections per shard"), conns, connLegend)),
-    el("h2", {}, "Per app"), apps, el("h2", {}, "APNs bridge results"), bridge);
+    appsTitle, apps, bridgeTitle, bridge);
   const rateChart = new LineChart(rate, rateLegend, { unit: "/s" });
   const connChart = new LineChart(conns, connLegend);
   window.charts = { rate: rateChart, connections: connChart };
@@ -30,6 +33,9 @@ async function overview(root) {
   poll(async () => {
     const s = await api("/stats");
     const t = s.totals;
+    const span = "last " + Math.round(s.window_s / 60) + " min";
+    appsTitle.textContent = "Per app (" + span + "; pending: now)";
+    bridgeTitle.textContent = "APNs bridge results (" + span + ")";
     cards.replaceChildren(
       stat("stat-accepted", "accepted", fmtNum(t.accepted)),
       stat("stat-delivered", "delivered", fmtNum(t.delivered)),

@@ -92,6 +92,8 @@ async def test_dashboard_pages_show_what_the_admin_api_says(dash_rig: Rig, brows
     await expect(page.locator("#stat-accepted")).to_have_text(str(stats["totals"]["accepted"]))
     row = page.locator("#apps-stats tbody tr", has_text=BUNDLE)
     await expect(row.locator("td").nth(1)).to_have_text(str(stats["apps"][0]["accepted"]))
+    window_min = stats["window_s"] // 60
+    await expect(page.locator("#apps-title")).to_have_text(f"Per app (last {window_min} min; pending: now)")
     await page.wait_for_function("() => window.charts && window.charts.rate.snapshot().accepted?.length >= 2")
     before = await page.evaluate("() => window.charts.rate.snapshot().accepted.length")
     await rig.send(offline_token, "during the overview")

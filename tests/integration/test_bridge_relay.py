@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from prometheus_client import REGISTRY
 
 from gateway.apns_bridge.keyvault import KeyVault
 from gateway.apns_bridge.sender import BridgeSender
@@ -57,6 +58,7 @@ async def test_relay_success_marks_relayed_with_same_apns_id(env) -> None:  # ty
     cfg, store, apple, app_id = env
     apple.add_token(tok(1), TOPIC)
     ids = [await accept_apns(store, app_id, tok(1)) for _ in range(20)]
+    relayed_before = REGISTRY.get_sample_value("pushgw_bridge_accept_to_relay_seconds_count") or 0
     s = sender(cfg, store)
     await s.start()
     try:
@@ -65,6 +67,8 @@ async def test_relay_success_marks_relayed_with_same_apns_id(env) -> None:  # ty
         await s.stop()
     assert all(st.status is Status.RELAYED for st in statuses.values())  # type: ignore[attr-defined]
     assert sorted(a.apns_id for a in apple.answered if a.status == 200) == sorted(ids)
+    # Accept-to-send of each relayed notification is in the histogram, once.
+    assert REGISTRY.get_sample_value("pushgw_bridge_accept_to_relay_seconds_count") == relayed_before + 20
 
 
 @pytest.mark.parametrize("reason", ["Unregistered", "BadDeviceToken", "DeviceTokenNotForTopic"])

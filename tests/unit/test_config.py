@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.config import ConfigError, load_config
+from gateway.config import Config, ConfigError, load_config
 
 
 def test_defaults_are_embedded():
@@ -38,3 +38,32 @@ def test_toml_then_env_precedence(tmp_path):
 def test_bad_value_is_a_clear_error():
     with pytest.raises(ConfigError, match="backlog_cap"):
         load_config(env={"PUSHGW_BACKLOG_CAP": "many"})
+
+
+def test_keys_beside_the_pushgw_table_and_tables_as_values_are_rejected(tmp_path):
+    cfg = tmp_path / "pushgw.toml"
+    cfg.write_text("rest_port = 9000\n[pushgw]\nws_port = 9001\n")
+    with pytest.raises(ConfigError, match=r"rest_port.*under \[pushgw\]"):
+        load_config(str(cfg), {})
+    cfg.write_text("[pushgw]\nws_port = 9001\n[other]\nx = 1\n")
+    with pytest.raises(ConfigError, match="other"):
+        load_config(str(cfg), {})
+    cfg.write_text('[pushgw]\nadmin_token = ["a", "b"]\n')
+    with pytest.raises(ConfigError, match="admin_token"):
+        load_config(str(cfg), {})
+    cfg.write_text("[pushgw]\n[pushgw.admin_token]\nx = 1\n")
+    with pytest.raises(ConfigError, match="admin_token"):
+        load_config(str(cfg), {})
+
+
+def test_public_dict_masks_every_secret():
+    cfg = Config(
+        admin_token="adm1n-t0ken", secret_key="vault-secret",
+        database_url="postgresql://pushgw:pg-pass@db:5432/pushgw?sslmode=require&password=q-pass",
+        redis_url="rediss://:redis-pass@cache:6380/0",
+    )  # fmt: skip
+    shown = repr(cfg.public_dict())
+    for secret in ("adm1n-t0ken", "vault-secret", "pg-pass", "q-pass", "redis-pass"):
+        assert secret not in shown, secret
+    assert cfg.public_dict()["database_url"].startswith("postgresql://pushgw:***@db:5432/pushgw?sslmode=require")
+    assert Config().public_dict()["secret_key"] == ""  # unset stays visibly unset
