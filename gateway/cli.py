@@ -220,7 +220,7 @@ class GatewayProcess:
             repair.start()
             self._stoppers.insert(0, repair.stop)
             bridge = BridgeSender(cfg, core.store)
-            hooks = WebhookWorker(core.store)
+            hooks = WebhookWorker(core.store, max_attempts=cfg.webhook_max_attempts)
             if cfg.worker_lease_s:  # faster takeover of a killed worker's claims
                 bridge.lease_ms = hooks.lease_ms = cfg.worker_lease_s * 1000
             await bridge.start()

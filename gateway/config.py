@@ -83,6 +83,7 @@ class Config:
     # Claims of relay rows and webhook jobs expire after this; a killed worker's
     # claimed work is taken over then.  0 = the senders' defaults (120 s / 60 s).
     worker_lease_s: int = 0
+    webhook_max_attempts: int = 8  # delivery attempts of a webhook event before it is dead-lettered
 
     # -- schedules and digests ------------------------------------------------
     schedule_tick_s: float = 1.0  # how often the worker looks for due schedule slots
@@ -210,6 +211,7 @@ def _validate(cfg: Config) -> None:
         "ws_max_frame",
         "background_budget_per_hour",
         "admin_stats_window_s",
+        "webhook_max_attempts",
     ):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name} must be positive")
