@@ -86,6 +86,9 @@ async def test_uploaded_p8_key_relays_the_apps_pushes_to_apple(rig: Rig, apple) 
 
     await eventually(relayed, what="relayed with the uploaded key")
     assert mock.ok_count(apns_id) == 1
+    # The operator sees Apple's id for it: the sandbox's apns-unique-id.
+    detail = await rig.admin("GET", f"/notifications/{apns_id}")
+    assert (detail["status"], detail["apple_id"]) == ("relayed", mock.unique_ids[apns_id])
 
     await rig.admin("DELETE", path, 204)
     await rig.admin("GET", path, 404)

@@ -75,6 +75,7 @@ class MockApple:
             self._ssl.load_verify_locations(cafile=client_ca)
         self._ssl.set_alpn_protocols(["h2"])
         self.sandbox = sandbox
+        self.unique_ids: dict[str, str] = {}  # apns-id -> the apns-unique-id answered (sandbox)
         # cheap (benchmarks): skip h2's generic header validation and Huffman
         # coding, so the mock's CPU does not cap the client it measures.
         self.cheap = cheap
@@ -344,7 +345,9 @@ class _MockProtocol(asyncio.Protocol):
         self.apple.concurrent -= 1
         headers = [(b":status", str(status).encode()), (b"apns-id", apns_id.encode())]
         if status == 200 and self.apple.sandbox:
-            headers.append((b"apns-unique-id", str(uuid.uuid4()).encode()))
+            unique_id = str(uuid.uuid4())
+            self.apple.unique_ids[apns_id] = unique_id
+            headers.append((b"apns-unique-id", unique_id.encode()))
         self.apple.answered.append(Answer(apns_id, token, status, reason, stream_id, self.conn.no))
         try:
             if status == 200:
