@@ -95,6 +95,7 @@ async def _tenant(proc: GatewayProcess, team: str, bundle: str) -> Tenant:
 
 async def open_gateway(tmp: Path, **cfg: Any) -> AsyncIterator[Gateway]:
     cfg.setdefault("admin_token", ADMIN_TOKEN)  # admin_token="" runs the gateway with the admin API off
+    cfg.setdefault("secret_key", "security-suite-vault-secret")  # seals the APNs credentials
     config = Config(data_dir=str(tmp / "data"), rest_port=_free_port(), http2_port=_free_port(), **cfg)
     seen: list[web.Application] = []
     original = web.AppRunner.__init__

@@ -47,6 +47,8 @@ async def gw(tmp_path: Path) -> AsyncIterator[Gateway]:
         yield g
 
 
+EVIL_P8 = admin_ops.generate_p8()[0]  # a usable .p8: without the guard the upload would succeed
+
 # (method, route) -> (concrete path, JSON body).  The bodies are valid: without
 # the guard each request would succeed and change what `_snapshot` reads.
 ADMIN_ROUTES: dict[tuple[str, str], tuple[str, Any]] = {
@@ -80,6 +82,13 @@ ADMIN_ROUTES: dict[tuple[str, str], tuple[str, Any]] = {
         {"url": "https://evil.example/hook", "secret": "s"},
     ),
     ("DELETE", f"{ADMIN}/apps/{{app}}/webhook"): ("/apps/{v.bundle}/webhook", None),
+    ("GET", f"{ADMIN}/apns-credentials"): ("/apns-credentials", None),
+    ("GET", f"{ADMIN}/apps/{{app}}/apns-credentials"): ("/apps/{v.bundle}/apns-credentials", None),
+    ("PUT", f"{ADMIN}/apps/{{app}}/apns-credentials"): (
+        "/apps/{v.bundle}/apns-credentials",
+        {"kind": "token", "team_id": "EVILTEAM01", "key_id": "EVILKEY001", "p8": EVIL_P8},
+    ),
+    ("DELETE", f"{ADMIN}/apps/{{app}}/apns-credentials"): ("/apps/{v.bundle}/apns-credentials", None),
 }
 
 
@@ -109,6 +118,10 @@ async def _victim(gw: Gateway) -> Victim:
     status, sent = await gw.call("POST", "/api/v1/send", a.key, push)
     assert status == 200, sent
     (record,) = await store.list_api_keys(a.app_id)
+    creds = {"kind": "token", "team_id": "APPLETEAMA", "key_id": "APPLEKEYA1", "p8": admin_ops.generate_p8()[0]}
+    status, shown = await _admin_call(gw, "PUT", f"{ADMIN}/apps/{a.bundle}/apns-credentials",
+                                      {"Authorization": f"Bearer {ADMIN_TOKEN}"}, creds)  # fmt: skip
+    assert status in (200, 403), shown  # 403: the gateway runs with the admin API off
     return Victim(a.team, a.bundle, key["key_id"], record.key_prefix, token, dev["device_id"], sent["apns_id"])
 
 
@@ -123,7 +136,9 @@ async def _snapshot(gw: Gateway, v: Victim) -> dict[str, Any]:
     """Everything the admin routes can change, read with the admin token."""
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     out = {}
-    for path in ("/teams", "/apps", "/keys", f"/teams/{v.team}", f"/apps/{v.bundle}", f"/apps/{v.bundle}/webhook"):
+    paths = ("/teams", "/apps", "/keys", f"/teams/{v.team}", f"/apps/{v.bundle}", f"/apps/{v.bundle}/webhook",
+             "/apns-credentials", f"/apps/{v.bundle}/apns-credentials")  # fmt: skip
+    for path in paths:
         status, body = await _admin_call(gw, "GET", ADMIN + path, auth)
         assert status == 200, (path, status, body)
         out[path] = body
