@@ -163,16 +163,21 @@ async def _drop_db(admin: str, dsn: str) -> None:
 @dataclass
 class Outcome:
     ok: int = 0
-    other: int = 0  # non-2xx answers and requests that failed or errored
+    c4xx: int = 0
+    c5xx: int = 0
+    failed: int = 0  # streams that got no answer (reset, refused, connection lost)
+
+    @property
+    def other(self) -> int:
+        return self.c4xx + self.c5xx + self.failed
 
 
-def _parse(out: str) -> Outcome:
+def _parse(out: str) -> Outcome | None:
     codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
     reqs = re.search(r"requests: (\d+) total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed, (\d+) errored", out)
     if not codes or not reqs:
-        return Outcome(0, -1)
-    ok = int(codes.group(1))
-    return Outcome(ok, int(codes.group(3)) + int(codes.group(4)) + int(reqs.group(2)) + int(reqs.group(3)))
+        return None
+    return Outcome(int(codes.group(1)), int(codes.group(3)), int(codes.group(4)), int(reqs.group(2)))
 
 
 def run_phase(
@@ -188,8 +193,8 @@ def run_phase(
     dsn, pids = ctx["dsn"], ctx["pids"]
     with tempfile.TemporaryDirectory() as tmp:
         body = os.path.join(tmp, "body.json")
-        with open(body, "wb") as f:
-            f.write(BODY)
+        with open(body, "wb") as fb:
+            fb.write(BODY)
         cmds = []
         for i, toks in enumerate(slices):
             uris = os.path.join(tmp, f"uris{i}.txt")
@@ -209,18 +214,20 @@ def run_phase(
         secs = time.monotonic() - t0
         gen = children_cpu_seconds() - gen0
         per_proc = [cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
-    results = [_parse(o) for o in outs]
-    unparsed = [o for o, r in zip(outs, results, strict=True) if r.other < 0]
+    parsed = [_parse(o) for o in outs]
+    unparsed = [o for o, r in zip(outs, parsed, strict=True) if r is None]
     if unparsed:
         print(f"{name}: could not parse h2load output:\n{unparsed[0]}")
         return False
+    results = [r for r in parsed if r is not None]
     ok, other = sum(r.ok for r in results), sum(r.other for r in results)
+    c4, c5, failed = (sum(getattr(r, f) for r in results) for f in ("c4xx", "c5xx", "failed"))
     committed = asyncio.run(_count(dsn)) - rows0
     cpu = sum(per_proc)
     spread = max(per_proc) / max(min(per_proc), 1e-9) if len(per_proc) > 1 else 1.0
     print(
         f"{name:4s}: {ok:,} accepted (200) in {secs:.2f} s = {ok / secs:,.0f} durable notifications/s; "
-        f"{other} other answers; rows committed {committed:,}\n"
+        f"{other} others ({c4} 4xx, {c5} 5xx, {failed} unanswered); rows committed {committed:,}\n"
         f"      API CPU {' + '.join(f'{c:.1f}' for c in per_proc)} s = {1e6 * cpu / max(ok, 1):,.0f} us per "
         f"accepted request (busiest process {max(per_proc) / secs:.0%} of a core); "
         f"h2load CPU {gen:.1f} s; load average {os.getloadavg()[0]:.1f}"

@@ -57,6 +57,8 @@ from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
 from hpack import Encoder
 
+from provider_api import frame_speedups
+from provider_api.hpack_decoder import FastDecoder
 from provider_api.submit import new_apns_id
 from schemas.errors import PayloadTooLarge, PushgwError
 
@@ -74,6 +76,9 @@ _OK_STATUS = (b":status", b"200")
 # ":status: 200" is HPACK static entry 8 (0x88); then apns-id as a literal
 # without indexing, with a literal name (RFC 7541 6.2.2: 0x00, length, name).
 _OK_PREFIX = b"\x88\x00\x07apns-id"
+
+
+frame_speedups.install()  # cheaper frame repr and flag sets (see the module)
 
 
 class _AnswerEncoder(Encoder):
@@ -174,6 +179,7 @@ class H2ServerConnection:
         )
         self.h2 = _AdmissionFreeH2(config)
         self.h2.encoder = _AnswerEncoder()
+        self.h2.decoder = FastDecoder(max_header_list_size=max_header_list)
         self._max_header_list = max_header_list
         self._advertised = 1
         self.authenticated = False

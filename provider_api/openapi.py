@@ -233,6 +233,6 @@ def docs_html() -> str:
         else:
             parts.append(f"<h3>Response {route.ok}: no body</h3>")
         errs = ", ".join(str(s) for s in route.errors)
-        parts.append(f"<p class=e>Errors ({errs}): <code>{{\"reason\": ...}}</code></p>")
+        parts.append(f'<p class=e>Errors ({errs}): <code>{{"reason": ...}}</code></p>')
     template = (Path(__file__).with_name("docs.html")).read_text()
     return template.replace("{{content}}", "\n".join(parts))
