@@ -50,6 +50,9 @@ def _now_ms() -> int:
 ROUTE_BATCH = 2000
 #: Bound on rows waiting for the router; beyond it they are left to the drain.
 MAX_ROUTE_QUEUE = 200_000
+#: After a failed routing batch (Redis away) its devices are rung again this
+#: much later, and again, until a lookup and publish go through.
+RING_RETRY_S = 1.0
 
 
 class DeliveryEngine:
@@ -68,6 +71,8 @@ class DeliveryEngine:
         self._queue: list[StoredNotification] = []
         self._rings: set[str] = set()  # devices whose shard should re-drain
         self._router: asyncio.Task[None] | None = None
+        self._retry: set[str] = set()  # devices of failed routing batches, rung again soon
+        self._retry_timer: asyncio.TimerHandle | None = None
         self._closed = False
 
     # -- accepting ----------------------------------------------------------------
@@ -148,9 +153,24 @@ class DeliveryEngine:
                     await self._route(batch)
                 if rings:
                     await self._ring(rings)
-            except Exception as exc:  # Redis or store trouble: the route repair retries it
+            except Exception as exc:  # Redis or store trouble: the rows stay pending
                 ROUTE_ERRORS.inc()
                 log.warning("routing %d notifications failed: %s", len(batch) + len(rings), exc)
+                # Ring those devices again shortly: a push accepted while Redis restarts
+                # would otherwise wait for the route repair's later sweeps (15 s, 60 s).
+                self._retry_later([*rings, *(sn.device_id for sn in batch if sn.device_id is not None)])
+
+    def _retry_later(self, device_ids: list[str]) -> None:
+        if self._closed or len(self._retry) >= MAX_ROUTE_QUEUE:
+            return  # bounded: beyond it the route repair rings them
+        self._retry.update(device_ids)
+        if self._retry_timer is None:
+            self._retry_timer = asyncio.get_running_loop().call_later(RING_RETRY_S, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry_timer = None
+        devices, self._retry = self._retry, set()
+        self.ring_devices(sorted(devices))
 
     async def _ring(self, device_ids: list[str]) -> None:
         for device_id, entry in zip(device_ids, await self._presence.lookup(device_ids), strict=True):
@@ -188,6 +208,9 @@ class DeliveryEngine:
     async def close(self) -> None:
         await self.flush()
         self._closed = True
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
 
     # -- ghosting -----------------------------------------------------------------
 

@@ -66,7 +66,10 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.exceptions.InternalClientError,  # the protocol state broken by a server going away
 )
+#: A connection whose query ended like this is terminated, never reused (see ``_conn``).
+_ABANDONED: tuple[type[BaseException], ...] = (*_UNAVAILABLE, asyncio.CancelledError)
 _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 #: After a resend was seen (a known apns-id, or the COPY hit the unique key),
 #: accept batches look for known apns-ids first for this long.  A tenant that
@@ -161,7 +164,17 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin):
             raise StoreUnavailable("store is not open")
         try:
             async with self._pool.acquire(timeout=self.connect_timeout_s) as conn:
-                yield conn
+                try:
+                    yield conn
+                except _ABANDONED:
+                    # The server went away under this query, or the query was abandoned
+                    # (its cancel request cannot reach a server that is down).  The
+                    # connection may still be mid-protocol; the lean release reset (no
+                    # query) would hand it out like that and the next query would fail
+                    # with "another operation is in progress" (seen as a 500 while
+                    # PostgreSQL restarted).  Never reuse it.
+                    conn.terminate()
+                    raise
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
 

@@ -248,6 +248,41 @@ async def test_routing_failure_is_swallowed_and_the_row_stays_pending(core: Core
     assert [row.id for row in await core.store.backlog(device.device_id, limit=10)] == [result.id]
 
 
+class FlakyPresence:
+    """The real presence, but the first ``failures`` lookups fail as if Redis were away."""
+
+    def __init__(self, inner: Presence, failures: int) -> None:
+        self.inner, self.failures = inner, failures
+
+    async def lookup(self, device_ids: Sequence[str]) -> list[PresenceEntry | None]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("Connection closed by server.")
+        return await self.inner.lookup(device_ids)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_a_failed_routing_batch_rings_its_devices_again(core: Core) -> None:
+    """A doorbell lost while Redis restarts is rung again once lookups work (not only by the route repair)."""
+    app_id, device, token = await make_device(core)
+    home = await subscribe(core, "s1")
+    await core.presence.claim(device.device_id, "s1", ttl_s=30)
+    engine = DeliveryEngine(core.store, core.bus, FlakyPresence(core.presence, failures=2))  # type: ignore[arg-type]
+    try:
+        await engine.accept(note(app_id, device, token))
+        await engine.flush()
+        assert home.received == []  # the push itself was not routed
+        for _ in range(100):  # two failed attempts, then the ring goes through
+            if home.received:
+                break
+            await asyncio.sleep(0.1)
+        assert home.received == [messages.DrainMessage(device.device_id)]
+    finally:
+        await engine.close()
+
+
 def _pg_ctl(action: str) -> None:
     """Stop or start the throwaway PostgreSQL of scripts/with-test-services.sh."""
     data, port = os.environ["TEST_PG_DATA"], os.environ["TEST_PG_PORT"]
