@@ -35,14 +35,17 @@ from websockets.protocol import State
 
 from connection_server import session as s
 from connection_server.admission import admit
+from connection_server.batching import Batcher
 from connection_server.frames import Close
 from connection_server.power import Mode, PowerPolicy
 from gateway.apns_bridge.invalidation import token_invalidated
 from gateway.bus import messages as m
+from gateway.bus.base import PresenceEntry
 from gateway.config import Config
+from gateway.store.sessions_store import DeviceConnect
 from gateway.tls import server_context
 from schemas.errors import PushgwError
-from schemas.notification import Environment
+from schemas.notification import Environment, StoredNotification
 
 if TYPE_CHECKING:
     from gateway.runtime import Core
@@ -58,8 +61,17 @@ PUSH_WRITES = Counter("pushgw_shard_push_writes_total", "Socket writes carrying 
 STORE_CONCURRENCY = 8
 #: (device, id) pairs per ack statement: one flush of all sessions' acks.
 ACK_BATCH = 5_000
+#: Devices per batched connect read, presence claim pipeline and backlog read
+#: (connection_server/batching.py): a reconnect storm costs a few round trips
+#: per batch, not several per device.
+CONNECT_BATCH = 500
+DRAIN_BATCH = 200
 
 CONNECT_PATH = "/v1/connect"
+#: Listen queue (the kernel caps it at net.core.somaxconn) and the time a
+#: connection may take from accept to the end of its opening handshake.
+LISTEN_BACKLOG = 4096
+OPEN_TIMEOUT_S = 30.0
 
 #: Replaces each connection's handshake headers once the handshake is done.
 #: websockets keeps ``request`` and ``response`` (and its frame parser keeps
@@ -119,6 +131,16 @@ class ShardServer:
         # in the transport; past this bound it is closed as too slow.
         self._write_cap = max(256 * 1024, cfg.drain_window * cfg.ws_max_frame, 2 * s.BATCH_MAX_BYTES)
         self._policy = PowerPolicy(window_s=cfg.power_window_ms / 1000)
+        self._connects: Batcher[tuple[str, str], DeviceConnect | None] = Batcher(
+            self._connect_devices, max_batch=CONNECT_BATCH
+        )
+        self._claims: Batcher[str, tuple[int, PresenceEntry | None]] = Batcher(
+            self._claim_devices, max_batch=CONNECT_BATCH
+        )
+        self._pages: Batcher[tuple[str, int, tuple[int, int] | None], list[StoredNotification]] = Batcher(
+            self._backlog_pages, max_batch=DRAIN_BATCH
+        )
+        self._push_writes = 0  # added to PUSH_WRITES by the ack loop (a counter update takes a lock)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -136,6 +158,11 @@ class ShardServer:
             # task per connection (a task and its frames cost ~1.5 KiB each).
             ping_interval=None,
             close_timeout=2,
+            # A reconnect storm: thousands of SYNs at once.  The default accept
+            # queue (100) overflowed, and handshakes that waited for the loop
+            # longer than websockets' 10 s were aborted (a reset, no close code).
+            backlog=LISTEN_BACKLOG,
+            open_timeout=OPEN_TIMEOUT_S,
             process_request=_check_path,
             ssl=server_context(cfg),
             create_connection=type("ShardConnection", (_BoundedConnection,), {"write_cap": self._write_cap}),
@@ -167,6 +194,8 @@ class ShardServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
         await self._flush_acks()
+        for batcher in (self._connects, self._claims, self._pages):
+            await batcher.close()
         for task in self._loops:
             task.cancel()
         for task in [*self._loops, *self._tasks]:
@@ -254,25 +283,52 @@ class ShardServer:
 
     async def _authenticate(self, conn: _Conn, a: s.Authenticate) -> None:
         core, cfg, sess = self.core, self.cfg, conn.session
-        async with self._store_gate:
-            device = await core.store.authenticate_device(a.device_id, a.secret)
-            app = await core.store.get_app(device.app_id) if device is not None else None
-        if device is None or app is None:
+        found = await self._connects.get((a.device_id, a.secret))
+        if found is None:
             self._apply(conn, sess.auth_failed())
             return
-        epoch, replaced = await core.presence.claim(device.device_id, cfg.shard_id, cfg.presence_ttl_s)
+        device = found.device
+        epoch, replaced = await self._claims.get(device.device_id)
         older = self._conns.get(device.device_id)
         self._conns[device.device_id] = conn
         if older is not None and older is not conn:
             self._apply(older, older.session.kick(epoch))
         if replaced is not None and replaced.shard_id != cfg.shard_id:
             await core.engine.kick(device.device_id, replaced, epoch)
-        async with self._store_gate:
-            overflow = await core.store.take_overflow(device.device_id)
-            quiet = await core.store.get_quiet_hours(device.device_id)
+        overflow = 0
+        if found.overflow > 0:  # rare: only then a write (connect_devices only reads)
+            async with self._store_gate:
+                overflow = await core.store.take_overflow(device.device_id)
         self._apply(
-            conn, sess.authenticated(app.bundle_id, epoch, cfg.ws_ping_interval_s, cfg.ws_max_frame, overflow, quiet)
+            conn,
+            sess.authenticated(
+                found.bundle_id,
+                epoch,
+                cfg.ws_ping_interval_s,
+                cfg.ws_max_frame,
+                overflow,
+                found.quiet,
+                now_s=time.time(),
+            ),
         )
+
+    # -- batched store and presence calls (connection_server/batching.py) ---------
+
+    async def _connect_devices(self, credentials: list[tuple[str, str]]) -> list[DeviceConnect | None]:
+        async with self._store_gate:
+            return await self.core.store.connect_devices(credentials)
+
+    async def _claim_devices(self, device_ids: list[str]) -> list[tuple[int, PresenceEntry | None]]:
+        return await self.core.presence.claim_many(device_ids, self.cfg.shard_id, self.cfg.presence_ttl_s)
+
+    async def _backlog_pages(
+        self, requests: list[tuple[str, int, tuple[int, int] | None]]
+    ) -> list[list[StoredNotification]]:
+        async with self._store_gate:
+            # No now_s: the store compares deliver_at_ms with the time in
+            # milliseconds, so a scheduled push rung the moment it comes due is
+            # not missed by a truncated second.
+            return await self.core.store.backlog_many(requests)
 
     async def _admit(self, conn: _Conn, a: s.Admit) -> None:
         """Background budget and Live Activity order, decided by the store."""
@@ -335,7 +391,7 @@ class ShardServer:
         else:
             return True
         if frames[-1].startswith((b'{"type":"push"', b'{"type":"batch"')):
-            PUSH_WRITES.inc()
+            self._push_writes += 1
         transport = ws.transport
         if transport is not None and transport.get_write_buffer_size() > self._write_cap:
             self._apply(conn, conn.session.too_slow())
@@ -359,11 +415,7 @@ class ShardServer:
             while (a := conn.drain_next) is not None:
                 conn.drain_next = None
                 try:
-                    async with self._store_gate:
-                        # No now_s: the store compares deliver_at_ms with the time in
-                        # milliseconds, so a scheduled push rung the moment it comes
-                        # due is not missed by a truncated second.
-                        rows = await self.core.store.backlog(sess.device_id, a.limit, a.after)
+                    rows = await self._pages.get((sess.device_id, a.limit, a.after))
                 except PushgwError as exc:
                     log.warning("drain of %s failed: %s", sess.device_id, exc)
                     sess.drain_failed()
@@ -399,11 +451,13 @@ class ShardServer:
         except Exception:
             log.warning("undecodable shard message (%d bytes)", len(data))
             return
-        if isinstance(msg, m.PushMessage):
-            n = msg.notification
-            conn = self._conns.get(n.device_id or "")
-            if conn is not None:
-                self._apply(conn, conn.session.push(n, time.time()))
+        if isinstance(msg, m.PushBatchMessage | m.PushMessage):
+            now_s = time.time()
+            conns = self._conns
+            for n in m.pushed(msg):
+                conn = conns.get(n.device_id or "")
+                if conn is not None:
+                    self._apply(conn, conn.session.push(n, now_s))
         elif isinstance(msg, m.KickMessage):
             conn = self._conns.get(msg.device_id)
             if conn is not None:
@@ -465,6 +519,9 @@ class ShardServer:
         interval = max(self.cfg.ack_flush_ms, 1) / 1000
         while True:
             await asyncio.sleep(interval)
+            if self._push_writes:
+                PUSH_WRITES.inc(self._push_writes)
+                self._push_writes = 0
             if self._dirty:
                 await self._flush_acks()
 

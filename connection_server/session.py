@@ -148,7 +148,9 @@ class Session(PowerState):
     __slots__ = (
         "_acks",
         "_cursor",
+        "_drained_max",
         "_flushed_late",
+        "_opened_at_s",
         "_outstanding",
         "_redrain",
         "_unflushed",
@@ -177,6 +179,13 @@ class Session(PowerState):
         self._flushed_late: list[int] | None = None
         self._acks: list[int] = []  # acked, waiting for the next flush
         self._cursor: tuple[int, int] | None = None  # (priority, id) of the last drained row
+        # A bus push can arrive late (a busy router), after a backlog read already
+        # sent its row and the ack was committed: then nothing in memory remembers
+        # it.  Pushes of rows a drain may have seen -- ids up to the highest one
+        # drained, or rows committed before this connection opened (an earlier
+        # connection may have drained them) -- are re-read from the store instead.
+        self._drained_max = 0
+        self._opened_at_s = 0.0
         self._want_drain = False
         self._outstanding = False  # a Drain action is being executed
         self._redrain = False  # restart from the top when the current page returns
@@ -238,10 +247,12 @@ class Session(PowerState):
         max_frame: int,
         overflow: int,
         quiet: QuietHours | None = None,
+        now_s: float = 0.0,
     ) -> list[Action]:
         if self.phase != Phase.AUTHENTICATING:
             return []
         self.phase = Phase.OPEN
+        self._opened_at_s = now_s
         self.bundle_id = bundle_id
         self.epoch = epoch
         self._quiet_changed(quiet)
@@ -290,6 +301,9 @@ class Session(PowerState):
         """A committed notification arrived on the bus (the doorbell)."""
         if self.phase != Phase.OPEN or n.id in self.inflight or n.id in self._unflushed:
             return []
+        if n.id <= self._drained_max or n.accepted_at_ms < self._opened_at_s * 1000:
+            # It may have gone out already (see __init__): the store knows.
+            return self.request_drain()
         v = self._verdict(n, Mode.AUTO, now_s)
         if v != Verdict.SEND:
             return self._set_timer(self._hold({v}, now_s))
@@ -330,6 +344,7 @@ class Session(PowerState):
             out.extend(self._set_timer(self._hold(waiting, now_s)))
         if rows:
             self._cursor = (rows[-1].priority, rows[-1].id)
+            self._drained_max = max(self._drained_max, max(n.id for n in rows))
         # Pages come priority first: in an AUTO pass, once a page ends below
         # priority 10 nothing further could go out now.
         no_more_urgent = mode == Mode.AUTO and self.policy.holds and bool(rows) and rows[-1].priority < 10

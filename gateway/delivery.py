@@ -4,7 +4,8 @@
 ``StoreUnavailable`` propagates untouched so the API answers 503.  Only new,
 committed, local notifications are routed, and routing happens *after* the
 commit (promise 3): presence is looked up, and the notification is published
-to the shard holding the device.  A connecting session claims presence
+to the shard holding the device (the rows of one routing batch that go to
+the same shard ride in one bus message).  A connecting session claims presence
 before it reads its backlog, so either this lookup finds the session or the
 session's drain finds the row.
 
@@ -53,6 +54,9 @@ MAX_ROUTE_QUEUE = 200_000
 #: After a failed routing batch (Redis away) its devices are rung again this
 #: much later, and again, until a lookup and publish go through.
 RING_RETRY_S = 1.0
+#: Bound on the payload bytes of one bus message: a shard decodes it in one go,
+#: so a huge one would stall its loop (APNs payloads are up to 5 KiB each).
+BUS_MESSAGE_PAYLOAD_MAX = 256 * 1024
 
 
 class DeliveryEngine:
@@ -184,14 +188,18 @@ class DeliveryEngine:
         )
         routed_at = self._clock_ms()
         discard: list[int] = []
-        routed = 0
+        per_shard: dict[str, list[StoredNotification]] = {}
         for sn in batch:
             entry = where.get(sn.device_id) if sn.device_id is not None else None
             if entry is not None:
-                self._bus.publish(entry.shard_id, messages.encode(messages.PushMessage(sn, routed_at)))
-                routed += 1
+                per_shard.setdefault(entry.shard_id, []).append(sn)
             elif sn.expiration == 0:
                 discard.append(sn.id)
+        routed = 0
+        for shard_id, rows in per_shard.items():
+            for part in _bus_parts(rows):
+                self._bus.publish(shard_id, messages.encode(messages.PushBatchMessage(part, routed_at)))
+            routed += len(rows)
         ROUTED.inc(routed)
         if discard:
             # Counted before the call: if the store fails, the sweeper expires them.
@@ -227,6 +235,19 @@ class DeliveryEngine:
     def ring(self, shard_id: str, device_id: str) -> None:
         """Ask a shard to re-drain one device (scheduled pushes came due)."""
         self._bus.publish(shard_id, messages.encode(messages.DrainMessage(device_id)))
+
+
+def _bus_parts(rows: list[StoredNotification]) -> list[list[StoredNotification]]:
+    """Split one shard's rows into bus messages of bounded payload size."""
+    parts: list[list[StoredNotification]] = [[]]
+    size = 0
+    for sn in rows:
+        if parts[-1] and size + len(sn.payload) > BUS_MESSAGE_PAYLOAD_MAX:
+            parts.append([])
+            size = 0
+        parts[-1].append(sn)
+        size += len(sn.payload)
+    return parts
 
 
 def _unavailable(exc: Exception) -> PushgwError:

@@ -64,6 +64,11 @@ class Presence(Protocol):
         connection's shard to close it (ghosting).
         """
 
+    async def claim_many(
+        self, device_ids: Sequence[str], shard_id: str, ttl_s: int
+    ) -> list[tuple[int, PresenceEntry | None]]:
+        """``claim`` for each device, in order, in one round trip."""
+
     async def lookup(self, device_ids: Sequence[str]) -> list[PresenceEntry | None]: ...
 
     async def refresh(self, shard_id: str, entries: Sequence[tuple[str, int]], ttl_s: int) -> None:

@@ -117,6 +117,11 @@ class LocalPresence:
         self._entries[device_id] = (PresenceEntry(shard_id, epoch), self._clock() + ttl_s)
         return epoch, old
 
+    async def claim_many(
+        self, device_ids: Sequence[str], shard_id: str, ttl_s: int
+    ) -> list[tuple[int, PresenceEntry | None]]:
+        return [await self.claim(d, shard_id, ttl_s) for d in device_ids]
+
     async def lookup(self, device_ids: Sequence[str]) -> list[PresenceEntry | None]:
         return [self._get(d) for d in device_ids]
 

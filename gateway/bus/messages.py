@@ -14,6 +14,15 @@ class PushMessage(msgspec.Struct, frozen=True, tag="push"):
     routed_at_ms: int
 
 
+class PushBatchMessage(msgspec.Struct, frozen=True, tag="pushes"):
+    """Committed notifications for devices believed to be on this shard, routed
+    together: one bus message (one Redis command, one pub/sub read) per shard
+    and routing batch instead of one per notification."""
+
+    notifications: list[StoredNotification]
+    routed_at_ms: int
+
+
 class KickMessage(msgspec.Struct, frozen=True, tag="kick"):
     """Close the device's connections whose epoch is older than ``epoch``
     (a newer connection claimed it, possibly on another shard)."""
@@ -34,7 +43,7 @@ class SettingsMessage(msgspec.Struct, frozen=True, tag="settings"):
     device_id: str
 
 
-ShardMessage = PushMessage | KickMessage | DrainMessage | SettingsMessage
+ShardMessage = PushMessage | PushBatchMessage | KickMessage | DrainMessage | SettingsMessage
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ShardMessage)
@@ -46,3 +55,12 @@ def encode(message: ShardMessage) -> bytes:
 
 def decode(data: bytes) -> ShardMessage:
     return _decoder.decode(data)
+
+
+def pushed(message: ShardMessage) -> list[StoredNotification]:
+    """The notifications a push or push batch message carries (none for the others)."""
+    if isinstance(message, PushBatchMessage):
+        return message.notifications
+    if isinstance(message, PushMessage):
+        return [message.notification]
+    return []

@@ -95,6 +95,27 @@ class RedisPresence:
             raise BusUnavailable(f"presence claim failed: {exc}") from exc
         return int(epoch), _parse(old)
 
+    async def claim_many(
+        self, device_ids: Sequence[str], shard_id: str, ttl_s: int
+    ) -> list[tuple[int, PresenceEntry | None]]:
+        """``claim`` for many devices in one pipeline (a shard's connect storm), in order."""
+        if "|" in shard_id:
+            raise ValueError("shard id must not contain '|'")
+        if not device_ids:
+            return []
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for device_id in device_ids:
+                await self._claim(
+                    keys=[presence_key(device_id), epoch_key(device_id)],
+                    args=[shard_id, ttl_s, EPOCH_KEEP_S],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"presence claim failed: {exc}") from exc
+        return [(int(epoch), _parse(old)) for epoch, old in replies]
+
     async def lookup(self, device_ids: Sequence[str]) -> list[PresenceEntry | None]:
         if not device_ids:
             return []

@@ -11,7 +11,7 @@ Times are integer milliseconds since the epoch unless named ``*_s``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -24,6 +24,9 @@ from schemas.notification import (
     TokenKind,
 )
 from schemas.quiet_hours import QuietHours
+
+if TYPE_CHECKING:
+    from gateway.store.sessions_store import DeviceConnect
 
 
 class Team(msgspec.Struct, frozen=True, kw_only=True):
@@ -303,3 +306,13 @@ class Store(Protocol):
         """Retention: Live Activity state untouched since ``older_than_ms`` and
         background sends before ``budget_from_ms`` (out of every budget window).
         A device's quiet hours go with the device (foreign key, 016)."""
+
+    # -- device sessions in batches (sessions_store.py) ---------------------------
+    async def connect_devices(self, credentials: Sequence[tuple[str, str]]) -> list[DeviceConnect | None]:
+        """(device_id, secret) pairs -> device, app bundle id, pending overflow count and
+        quiet hours in one read; None where the credential is wrong.  Writes nothing."""
+
+    async def backlog_many(
+        self, requests: Sequence[tuple[str, int, tuple[int, int] | None]]
+    ) -> list[list[StoredNotification]]:
+        """One ``backlog(device_id, limit, after)`` page per request, in one read."""

@@ -48,6 +48,7 @@ from gateway.store.migrations import migrate_postgres, queries
 from gateway.store.power_postgres import PowerPostgresMixin
 from gateway.store.relay_rows import check_outcomes, to_relay_claim
 from gateway.store.schedules_store import PostgresSchedulesMixin
+from gateway.store.sessions_store import PostgresSessionsMixin
 from schemas.errors import StoreUnavailable
 from schemas.notification import (
     AcceptResult,
@@ -104,7 +105,7 @@ async def _reset_connection(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin):
+class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessionsMixin):
     def __init__(
         self,
         dsn: str,

@@ -50,6 +50,7 @@ from gateway.store.migrations import migrate_sqlite, queries
 from gateway.store.power_sqlite import PowerSqliteMixin
 from gateway.store.relay_rows import check_outcomes, to_relay_claim
 from gateway.store.schedules_store import SqliteSchedulesMixin
+from gateway.store.sessions_store import SqliteSessionsMixin
 from schemas.errors import StoreUnavailable
 from schemas.notification import (
     AcceptResult,
@@ -65,7 +66,7 @@ Q = queries("sqlite")
 T = TypeVar("T")
 
 
-class SqliteStore(SqliteSchedulesMixin, PowerSqliteMixin):
+class SqliteStore(SqliteSchedulesMixin, PowerSqliteMixin, SqliteSessionsMixin):
     def __init__(
         self,
         path: str,

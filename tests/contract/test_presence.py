@@ -96,3 +96,17 @@ async def test_refresh_of_many_entries(presence: PresenceT) -> None:
     await asyncio.sleep(max(0.0, claimed_at + 3.3 - time.monotonic()))
     got = await presence.lookup(list(epochs))
     assert got == [PresenceEntry("s1", e) for e in epochs.values()]
+
+
+async def test_claim_many_claims_in_order_like_single_claims(presence: PresenceT) -> None:
+    import uuid
+
+    a, b = f"dev-{uuid.uuid4().hex}", f"dev-{uuid.uuid4().hex}"
+    e0, _ = await presence.claim(a, "s1", ttl_s=30)
+    # The same device twice in one batch: the second claim replaces the first.
+    (ea, olda), (eb, oldb), (ea2, olda2) = await presence.claim_many([a, b, a], "s2", ttl_s=30)
+    assert olda == PresenceEntry("s1", e0) and ea > e0
+    assert oldb is None
+    assert ea2 > ea and olda2 == PresenceEntry("s2", ea)
+    assert await presence.lookup([a, b]) == [PresenceEntry("s2", ea2), PresenceEntry("s2", eb)]
+    assert await presence.claim_many([], "s2", ttl_s=30) == []

@@ -25,7 +25,7 @@ from gateway.delivery import DeliveryEngine
 from gateway.runtime import Core
 from gateway.store.base import Device, DeviceToken
 from schemas.errors import StoreUnavailable
-from schemas.notification import Environment, Notification, Status, TokenKind
+from schemas.notification import Environment, Notification, Status, StoredNotification, TokenKind
 
 TOPIC = "com.example.app"
 
@@ -54,7 +54,16 @@ class Shard:
         return None
 
     def pushes(self) -> list[messages.PushMessage]:
-        return [m for m in self.received if isinstance(m, messages.PushMessage)]
+        """One entry per routed notification, whether it came alone or in a batch."""
+        return [
+            messages.PushMessage(n, m.routed_at_ms)
+            for m in self.received
+            if isinstance(m, messages.PushMessage | messages.PushBatchMessage)
+            for n in messages.pushed(m)
+        ]
+
+    def bus_messages(self) -> int:
+        return sum(isinstance(m, messages.PushMessage | messages.PushBatchMessage) for m in self.received)
 
 
 async def subscribe(core: Core, shard_id: str) -> Shard:
@@ -203,6 +212,10 @@ async def test_one_lookup_for_a_batch_and_for_concurrent_accepts(core: Core) -> 
     await engine.flush()
     assert len(spy.lookups) == 1
     assert sorted(spy.lookups[0]) == sorted([dev_a.device_id, dev_b.device_id])  # each device once
+    await asyncio.sleep(0.15)
+    # ... and one bus message per shard carries all of that shard's rows.
+    assert (s1.bus_messages(), s2.bus_messages()) == (1, 1)
+    assert (len(s1.pushes()), len(s2.pushes())) == (20, 10)
 
     # Concurrent single accepts share group commits, hence lookups.
     spy.lookups.clear()
@@ -337,3 +350,19 @@ async def test_kick_tells_the_old_shard_to_close_older_connections(core: Core) -
 async def test_core_close_is_idempotent(core: Core) -> None:
     await core.close()
     await core.close()
+
+
+def test_bus_messages_are_bounded_by_payload_size() -> None:
+    from gateway.delivery import BUS_MESSAGE_PAYLOAD_MAX, _bus_parts
+
+    def row(i: int, size: int) -> StoredNotification:
+        return StoredNotification(
+            id=i, apns_id=str(uuid.uuid4()), app_id=1, token="ab", topic=TOPIC, payload=b"x" * size, priority=10,
+            push_type="alert", expiration=None, collapse_id=None, device_id="d", kind=TokenKind.LOCAL,
+            status=Status.PENDING, accepted_at_ms=0,
+        )  # fmt: skip
+
+    big = BUS_MESSAGE_PAYLOAD_MAX // 2
+    parts = _bus_parts([row(1, big), row(2, big), row(3, big), row(4, 10)])
+    assert [[r.id for r in p] for p in parts] == [[1, 2], [3, 4]]
+    assert [[r.id for r in p] for p in _bus_parts([row(5, 3 * big)])] == [[5]]  # one oversized row still goes

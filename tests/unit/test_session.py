@@ -155,6 +155,31 @@ def test_ack_committed_during_a_backlog_read_is_not_pushed_again() -> None:
     assert 1 not in s._unflushed and s._flushed_late is None
 
 
+def test_late_push_of_a_row_a_drain_already_delivered_is_re_read_not_resent() -> None:
+    s, _ = opened(window=4)
+    # The connect drain sends row 3; the device acks; the ack is committed.
+    assert [fr["id"] for fr in sent(s.drained([row(3)], limit=4, now_s=NOW))] == [3]
+    s.receive(b'{"type":"ack","ids":[3]}')
+    s.acks_flushed(s.take_acks())
+    # Only now does the (slow) router's doorbell for row 3 arrive: nothing in memory
+    # remembers row 3, so the session asks the store (which says: delivered).
+    actions = s.push(row(3), NOW)
+    assert sent(actions) == [] and actions == [Drain(None, 4)]
+    assert sent(s.drained([], limit=4, now_s=NOW)) == []
+    # A row newer than anything drained still goes out at once.
+    assert [fr["id"] for fr in sent(s.push(row(4), NOW))] == [4]
+
+
+def test_push_of_a_row_committed_before_the_connection_opened_is_re_read() -> None:
+    # An earlier connection of the device may have drained and acked it already.
+    s = Session(4)
+    s.receive(hello())
+    s.authenticated("com.example.app", epoch=8, heartbeat=60.0, max_frame=16384, overflow=0, now_s=NOW + 5)
+    s.drained([], limit=4, now_s=NOW + 5)
+    actions = s.push(row(9), NOW + 5)  # accepted at NOW, before this connection
+    assert sent(actions) == [] and actions == [Drain(None, 4)]
+
+
 def test_push_beyond_window_becomes_a_drain() -> None:
     s, _ = opened(window=1)
     s.drained([], limit=1, now_s=NOW)
