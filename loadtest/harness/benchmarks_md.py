@@ -58,6 +58,7 @@ def section(doc: dict[str, Any], json_path: Path | None = None) -> str:
             else ""
         )
         lines.append(f"| {r['scenario']} | {r['target']} | {body} | {acct} |")
+    lines += cpu_table(doc)
     lines += ["", "Targets (issue 5, this 2-core machine, load generator on the same cores):", ""]
     lines += ["| target | figure | verdict |", "|---|---|---|"]
     c = _find(doc, "connect", "pushgw")
@@ -96,6 +97,25 @@ def section(doc: dict[str, Any], json_path: Path | None = None) -> str:
     lines += ["", PERSISTENCE_NOTE, ""]
     lines.append(END)
     return "\n".join(lines)
+
+
+def cpu_table(doc: dict[str, Any]) -> list[str]:
+    """CPU per delivered message (connect: per connection) by role, from each scenario's timeline."""
+    rows = [(r["scenario"], r["target"], r["cpu"]) for r in doc["results"] if (r.get("cpu") or {}).get("cpu_s")]
+    if not rows:
+        return []
+    roles: list[str] = []
+    for _s, _t, cpu in rows:
+        roles += [role for role in cpu["cpu_s"] if role not in roles]
+    out = ["", "CPU by process role over each scenario's measured window: µs per delivered message "
+           "(connect: per connection), and in brackets % of one core over the window.", "",
+           "| scenario | system | " + " | ".join(roles) + " |", "|---|---|" + "---|" * len(roles)]  # fmt: skip
+    for scenario, target, cpu in rows:
+        per = cpu.get("cpu_us_per_message", {})
+        pct = cpu.get("cpu_pct_of_window", {})
+        cells = [f"{per[r]:,} ({pct.get(r, 0)}%)" if r in per else "" for r in roles]
+        out.append(f"| {scenario} | {target} | " + " | ".join(cells) + " |")
+    return out
 
 
 def update(path: Path, doc: dict[str, Any], json_path: Path | None = None) -> None:

@@ -71,7 +71,9 @@ class Fleet:
         close_codes: Counter[str] = Counter()
         failures: Counter[str] = Counter()
         reconnects = 0
+        duplicates: dict[str, list[Any]] = {}
         for idx, r in zip(self.slices, await self._all("report", timeout=120), strict=True):
+            duplicates.update(r.get("duplicates", {}))
             counts.update(r["counts"])
             for j, c in zip(idx, r["per_device"], strict=True):
                 per_device[j] = c
@@ -80,7 +82,7 @@ class Fleet:
             failures.update(r["failures"])
             reconnects += r["reconnects"]
         return {"counts": counts, "per_device": per_device, "latency": latency, "close_codes": dict(close_codes),
-                "failures": dict(failures), "reconnects": reconnects}  # fmt: skip
+                "failures": dict(failures), "reconnects": reconnects, "duplicates": duplicates}  # fmt: skip
 
     def pids(self) -> list[int]:
         return [s.process.pid for s in self.swarms if s.process.pid is not None]

@@ -67,3 +67,37 @@ async def wait_listening(port: int, timeout: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s") from None
             await asyncio.sleep(0.2)
+
+
+def _proc_table() -> tuple[dict[int, list[int]], dict[int, str]]:
+    """(children by parent pid, command line by pid) of every process."""
+    kids: dict[int, list[int]] = {}
+    cmds: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        pid = int(entry.name)
+        kids.setdefault(ppid, []).append(pid)
+        cmds[pid] = cmd
+    return kids, cmds
+
+
+def service_pids(pg_port: int | None, redis_port: int | None) -> dict[str, list[int]]:
+    """PostgreSQL (postmaster and every backend) and Redis serving these loopback ports."""
+    kids, cmds = _proc_table()
+    out: dict[str, list[int]] = {"postgres": [], "redis": []}
+    for pid, cmd in cmds.items():
+        if pg_port and "postgres" in cmd and f" -p {pg_port} " in cmd:
+            todo = [pid]
+            while todo:
+                p = todo.pop()
+                out["postgres"].append(p)
+                todo.extend(kids.get(p, []))
+        elif redis_port and "redis-server" in cmd and f":{redis_port}" in cmd:
+            out["redis"].append(pid)
+    return out

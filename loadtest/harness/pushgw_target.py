@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from loadtest.harness.procs import free_port, free_port_block, rss_kib, wait_listening
+from loadtest.harness.procs import free_port, free_port_block, rss_kib, service_pids, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 TEAM, KID, BUNDLE = "LOADTEAM01", "LOADKEY001", "com.loadtest.app"
@@ -155,6 +155,16 @@ class PushgwCluster:
 
     def shard_pids(self) -> list[int]:
         return [p.pid for p in self.shards if p is not None]
+
+    def role_pids(self) -> dict[str, list[int]]:
+        """pushgw's processes by role, with the PostgreSQL and Redis serving them."""
+        from urllib.parse import urlsplit
+
+        roles = {"shards": self.shard_pids(), "api": [self.api.pid] if self.api is not None else []}
+        if self.with_worker:
+            roles["worker"] = [p.pid for p in self.others if p is not self.api]
+        roles.update(service_pids(urlsplit(self.dsn).port, urlsplit(self.redis_url).port))
+        return roles
 
     def shard_rss_kib(self) -> int:
         return sum(rss_kib(pid) for pid in self.shard_pids())

@@ -20,7 +20,7 @@ from loadtest.harness.ledger import Ledger
 from loadtest.harness.rpc import Remote
 from loadtest.harness.senders import Sender
 from loadtest.harness.targets import Target
-from loadtest.harness.timeline import Timeline
+from loadtest.harness.timeline import Timeline, cpu_breakdown
 
 
 @dataclass
@@ -125,7 +125,7 @@ async def connect(opt: Options) -> dict[str, Any]:
         rss0 = target.cluster.shard_rss_kib()
         t0 = time.time()
         fleet = Fleet("pushgw", target.ports, target.devices, opt.procs, t0)
-        timeline = Timeline("connect", t0, fleet, [], target.server_pids)
+        timeline = Timeline("connect", t0, fleet, [], target.server_pids, roles=target.role_pids)
         timeline.start()
         result = await fleet.connect(rate=opt.connect_rate)
         await asyncio.sleep(3.0)  # let the shards settle (keepalive, pools) before reading RSS
@@ -148,6 +148,7 @@ async def connect(opt: Options) -> dict[str, Any]:
                 "load_generator_rss_per_connection_kib": round(load_rss / max(1, connected), 2),
             },
             "accounting": {},
+            "cpu": cpu_breakdown(timeline.samples, connected),
             "series": {"timeline": timeline.samples},
         }  # fmt: skip
     finally:
@@ -173,7 +174,7 @@ async def online(opt: Options, system: str) -> dict[str, Any]:
         t0 = time.time()
         await fleet.reset(t0)
         await asyncio.gather(*(s.call("reset", t0=t0) for s in senders))
-        timeline = Timeline(f"online {system}", t0, fleet, senders, target.server_pids)
+        timeline = Timeline(f"online {system}", t0, fleet, senders, target.server_pids, roles=target.role_pids)
         timeline.start()
         share = len(senders)
         steps = [(rate / share, opt.step_seconds) for rate in opt.steps]
@@ -203,6 +204,7 @@ async def online(opt: Options, system: str) -> dict[str, Any]:
                 "rejected_reasons": extra["rejected_reasons"], "close_codes": seen["close_codes"],
             },
             "accounting": ledger.summary(),
+            "cpu": cpu_breakdown(timeline.samples, sum(seen["counts"].values())),
             "series": {"timeline": timeline.samples, "latency": seen["latency"].series()},
         }  # fmt: skip
     finally:
@@ -238,7 +240,9 @@ async def offline_drain(opt: Options, system: str) -> dict[str, Any]:
         await asyncio.sleep(1.0)
         t0 = time.time()
         await fleet.reset(t0)
-        timeline = Timeline(f"offline-drain {system}", t0, fleet, [], target.server_pids, interval=0.5)
+        timeline = Timeline(
+            f"offline-drain {system}", t0, fleet, [], target.server_pids, interval=0.5, roles=target.role_pids
+        )
         timeline.start()
         storm = asyncio.create_task(fleet.connect())
         t_connected = received_at_connected = None
@@ -281,6 +285,7 @@ async def offline_drain(opt: Options, system: str) -> dict[str, Any]:
                 "drain_bounded_by_reconnects": bool(after < 0.1 * stored),
             },
             "accounting": ledger.summary(),
+            "cpu": cpu_breakdown(timeline.samples, stored),
             "series": {"timeline": timeline.samples},
         }  # fmt: skip
     finally:
@@ -303,7 +308,7 @@ async def fan_out(opt: Options) -> dict[str, Any]:
         await fleet.connect()
         t0 = time.time()
         await fleet.reset(t0)
-        timeline = Timeline("fan-out", t0, fleet, [], target.server_pids, interval=0.5)
+        timeline = Timeline("fan-out", t0, fleet, [], target.server_pids, interval=0.5, roles=target.role_pids)
         timeline.start()
         body = b'{"channel":"%s","payload":{"aps":{"alert":"fan-out"},"t":%.6f}}' % (channel.encode(), time.time())
         t_post = time.time()
@@ -334,6 +339,7 @@ async def fan_out(opt: Options) -> dict[str, Any]:
                 "delivered_more_than_once": sum(1 for c in per_device if c > 1),
                 "lost": sum(1 for c in per_device if c == 0),
             },
+            "cpu": cpu_breakdown(timeline.samples, sum(per_device)),
             "series": {"timeline": timeline.samples, "latency": seen["latency"].series()},
         }  # fmt: skip
     finally:
@@ -358,12 +364,13 @@ async def mixed(opt: Options) -> dict[str, Any]:
         t0 = time.time()
         await fleet.reset(t0)
         await asyncio.gather(*(s.call("reset", t0=t0) for s in senders))
-        timeline = Timeline("mixed", t0, fleet, senders, target.server_pids)
+        timeline = Timeline("mixed", t0, fleet, senders, target.server_pids, roles=target.role_pids)
         timeline.start()
         steps = [(opt.mixed_rate / len(senders), opt.mixed_seconds)]
         runs = asyncio.gather(*(s.call("run", steps=steps, timeout=opt.mixed_seconds + 120) for s in senders))
         await asyncio.sleep(opt.mixed_seconds / 3)
         t_kill = time.time()
+        killed_port = cluster.ws_ports[0]
         cluster.kill_shard(0)
         timeline.note = "shard 0 killed"
         await asyncio.sleep(1.0)
@@ -389,8 +396,12 @@ async def mixed(opt: Options) -> dict[str, Any]:
                 "recovery_s": round(recovered, 2) if recovered is not None else None,
                 "reconnects": seen["reconnects"], "latency_ms": seen["latency"].percentiles_ms(),
                 "rejected_reasons": extra["rejected_reasons"],
+                # Each id that arrived more than once: [seconds after t0, shard port] per receipt.
+                "duplicates": dict(list(seen["duplicates"].items())[:20]),
+                "killed_port": killed_port,
             },
             "accounting": ledger.summary(),
+            "cpu": cpu_breakdown(timeline.samples, sum(seen["counts"].values())),
             "series": {"timeline": timeline.samples, "latency": seen["latency"].series()},
         }  # fmt: skip
     finally:

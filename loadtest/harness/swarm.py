@@ -58,6 +58,11 @@ class DeviceSwarm:
         self._reset(t0)
 
     def _reset(self, t0: float) -> None:
+        self.t0 = t0
+        # With reconnects (the mixed scenario), when and through which shard port
+        # each id arrived, so a duplicate can be explained (e.g. acked just before
+        # its shard was killed); kept only then, it costs the generator CPU.
+        self.receipts: dict[str, list[tuple[float, int]]] = {}
         self.recorder = Recorder(t0)
         self.counts: Counter[str] = Counter()
         self.received = 0
@@ -81,6 +86,8 @@ class DeviceSwarm:
             self.drop_left -= 1
             return True
         self.counts[key] += 1
+        if self.reconnect:
+            self.receipts.setdefault(key, []).append((round(now - self.t0, 3), self.ports[self.port_of[dev.index]]))
         self.per_device[dev.index] += 1
         self.received += 1
         self.last_at = now
@@ -192,6 +199,7 @@ class DeviceSwarm:
             "reconnects": self.reconnects,
             "close_codes": dict(self.close_codes),
             "failures": dict(self.failures),
+            "duplicates": {k: v for k, v in self.receipts.items() if len(v) > 1},
         }
 
     async def cmd_close(self) -> None:

@@ -28,6 +28,8 @@ class Target:
     stop: Callable[[], Awaitable[None]]
     info: dict[str, Any] = field(default_factory=dict)
     cluster: PushgwCluster | None = None
+    #: Processes of the system under test by role (for the CPU breakdown).
+    role_pids: Callable[[], dict[str, list[int]]] = dict
 
 
 async def pushgw(admin_dsn: str, redis_url: str, devices: int, shards: int, *, worker: bool = False,
@@ -55,7 +57,7 @@ async def pushgw(admin_dsn: str, redis_url: str, devices: int, shards: int, *, w
         name="pushgw", kind="pushgw", ports=cluster.ws_ports, devices=[(d, s) for d, s, _t in devs],
         addresses=tokens, sender_specs=specs,
         server_pids=lambda: cluster.shard_pids() + ([cluster.api.pid] if cluster.api else []),
-        stop=cluster.stop, cluster=cluster,
+        stop=cluster.stop, cluster=cluster, role_pids=cluster.role_pids,
         info={"shards": shards, "store": "PostgreSQL (commit per batch)", "paths": list(paths)},
     )  # fmt: skip
 
@@ -67,7 +69,7 @@ async def mosquitto(devices: int, publishers: int = 2) -> Target:
     return Target(
         name="mosquitto", kind="mqtt", ports=[broker.port], devices=[(i, "") for i in ids], addresses=ids,
         sender_specs=[{"kind": "mqtt", "port": broker.port, "connections": 2} for _ in range(publishers)],
-        server_pids=broker.pids, stop=broker.stop,
+        server_pids=broker.pids, stop=broker.stop, role_pids=lambda: {"mosquitto": broker.pids()},
         info={"version": broker.version, "persistence": "periodic snapshot (autosave)", "qos": 1,
               "max_inflight_messages": broker.window},
     )  # fmt: skip

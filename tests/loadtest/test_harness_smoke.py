@@ -47,6 +47,11 @@ def test_harness_reports_an_injected_loss_and_duplicate_and_writes_its_report(tm
     assert acct["delivered_more_than_once"] >= 1
     assert acct["delivered_once"] + acct["delivered_more_than_once"] + acct["lost"] == acct["accepted"]
     assert acct["accepted"] > 20
+    # where the CPU went, by role, the load generator's own processes included
+    cpu = result["cpu"]
+    assert {"shards", "api", "postgres", "redis", "load: devices", "load: senders"} <= set(cpu["cpu_s"])
+    assert all(cpu["cpu_s"][role] > 0 for role in ("shards", "api", "postgres", "load: devices"))
+    assert cpu["messages"] >= acct["accepted"] and cpu["cpu_us_per_message"]["shards"] > 0
     timeline = result["series"]["timeline"]
     assert timeline and all("connected" in s and "server_rss_kib" in s for s in timeline)
     # every arrival is in the latency series except the dropped one
