@@ -42,6 +42,10 @@ async def shard(core: Core, pg_dsn: str, redis_url: str) -> AsyncIterator[ShardP
 async def test_mixed_workload_costs_one_wake_up_per_burst(core: Core, shard: ShardProcess) -> None:
     [dev] = await provision(core.store, BUNDLE, 1)
     async with Inbox(shard.url, dev) as inbox:
+        # The connect drain (a burst: connecting woke the radio) must be over first,
+        # or it would send the priority-5 rows committed meanwhile (a fresh shard
+        # prepares its statements on that first read).
+        await asyncio.sleep(0.5)
         # Three priority-5 pushes wait; a priority-10 push takes them along.
         held = [notification(dev, i, priority=5) for i in range(3)]
         for n in held:
