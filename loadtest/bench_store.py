@@ -14,6 +14,9 @@ synchronous_commit on).  Prints the median of 3 runs for PostgreSQL
   ``accept_many()`` with B notifications at a time, like the REST batch
   endpoint; batches go through group commit too (shared transactions).
 
+The collector is tuned as in ``pushgw serve`` (``connection_server/gc_tuning.py``:
+start-up objects frozen, thresholds raised) unless ``--no-gc-tuning``.
+
 Next to the rate it prints the CPU spent per accepted notification, by this
 Python process and (PostgreSQL) by all server processes together: on a
 shared machine the rate is noisy, the CPU cost per row much less so.
@@ -33,6 +36,7 @@ from typing import Any
 import asyncpg
 import uvloop
 
+from connection_server.gc_tuning import tune_gc
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 from schemas.notification import Environment, Notification
@@ -110,6 +114,9 @@ async def _bench(name: str, store: Any, args: argparse.Namespace) -> None:
     await store.open()
     try:
         app_id, pairs = await _setup(store, args.tokens)
+        if args.gc_tuning:
+            tune_gc()  # as `pushgw serve` does once it listens: ~6 us per accept less (see BENCHMARKS.md)
+        print(f"{name}: collector {'tuned as in pushgw serve' if args.gc_tuning else 'CPython defaults'}", flush=True)
         for shape in args.shapes:
             label = f"{name} {shape[0]}={shape[1]}"
             rates = []
@@ -170,6 +177,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=100, help="notifications per accept_many() call (0: skip)")
     parser.add_argument("--flushers", type=int, default=2, help="PostgreSQL group-commit flushers")
     parser.add_argument("--backends", default="postgres,sqlite")
+    parser.add_argument(
+        "--no-gc-tuning", dest="gc_tuning", action="store_false", help="keep CPython's default collector thresholds"
+    )
     args = parser.parse_args(argv)
     args.backends = args.backends.split(",")
     args.shapes = [("window", 1)]
