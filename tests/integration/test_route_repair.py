@@ -16,6 +16,7 @@ async def test_unrouted_commit_is_delivered_by_the_repair_scan(shard) -> None:  
     core, server = shard
     dev = await one_device(core)
     async with Inbox(url(server), dev) as inbox:
+        await _connect_drain_over(server, dev.device_id)
         # Commit straight into the store: what an API process leaves behind
         # when it dies after the commit and before routing.
         n = notification(dev, 1)
@@ -33,6 +34,7 @@ async def test_retry_of_an_unrouted_apns_id_rings_the_device(shard) -> None:  # 
     core, server = shard
     dev = await one_device(core)
     async with Inbox(url(server), dev) as inbox:
+        await _connect_drain_over(server, dev.device_id)
         n = notification(dev, 2)
         await core.store.accept(n)  # committed, never routed (the API died)
         await asyncio.sleep(0.3)
@@ -48,6 +50,7 @@ async def test_scheduled_push_reaches_a_connected_device_when_due(shard) -> None
     core, server = shard
     dev = await one_device(core)
     async with Inbox(url(server), dev) as inbox:
+        await _connect_drain_over(server, dev.device_id)
         due_ms = int(time.time() * 1000) + 800
         n = notification(dev, 3, deliver_at_ms=due_ms)
         await core.engine.accept(n)
@@ -74,6 +77,7 @@ async def test_a_lost_ring_is_rung_again_when_the_row_is_older(shard) -> None:  
     core, server = shard
     dev = await one_device(core)
     async with Inbox(url(server), dev) as inbox:
+        await _connect_drain_over(server, dev.device_id)
         n = notification(dev, 4)
         await core.store.accept(n)  # committed, its doorbell lost
         down = _RedisDown()
@@ -87,3 +91,14 @@ async def test_a_lost_ring_is_rung_again_when_the_row_is_older(shard) -> None:  
         assert await repair.scan_once(start + 15_001) == 1
         await eventually(lambda: inbox.ids == [n.apns_id], what="push arrives on the second ring")
         assert await repair.scan_once(start + 16_000) == 0  # each age looks at a row once
+
+
+async def _connect_drain_over(server, device_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Rows committed below must not be found by the device's connect drain (the
+    drain would deliver them and hide what the repair does): wait until it is over."""
+
+    def over() -> bool:
+        conn = server._conns.get(device_id)
+        return conn is not None and not conn.session.draining
+
+    await eventually(over, what="the connect drain is over")
