@@ -50,8 +50,9 @@ def test_harness_reports_an_injected_loss_and_duplicate_and_writes_its_report(tm
     # where the CPU went, by role, the load generator's own processes included
     cpu = result["cpu"]
     assert {"shards", "api", "postgres", "redis", "load: devices", "load: senders"} <= set(cpu["cpu_s"])
-    assert all(cpu["cpu_s"][role] > 0 for role in ("shards", "api", "postgres", "load: devices"))
-    assert cpu["messages"] >= acct["accepted"] and cpu["cpu_us_per_message"]["shards"] > 0
+    # (a tiny run: a single role may stay below one clock tick, 10 ms, so only the total must show)
+    assert sum(cpu["cpu_s"].values()) > 0 and set(cpu["cpu_us_per_message"]) == set(cpu["cpu_s"])
+    assert cpu["messages"] >= acct["accepted"]
     timeline = result["series"]["timeline"]
     assert timeline and all("connected" in s and "server_rss_kib" in s for s in timeline)
     # every arrival is in the latency series except the dropped one
