@@ -122,7 +122,7 @@ class RouteRepair(_Periodic):
         engine: Any,
         *,
         delay_ms: int = 2000,
-        retry_ages_ms: Sequence[int] = (15_000, 60_000),
+        retry_ages_ms: Sequence[int] = (5_000, 15_000, 60_000),
         interval_s: float = 1.0,
         lookback_ms: int = 300_000,
     ) -> None:

@@ -15,6 +15,13 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 import uvloop
+from hypothesis import HealthCheck, settings
+
+# Property tests check behaviour, not speed: on the shared 2-core machine (and
+# in CI) generating examples or running one can be slow, which Hypothesis
+# would otherwise report as a failure (too_slow, DeadlineExceeded).
+settings.register_profile("pushgw", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("pushgw")
 
 
 def pytest_asyncio_loop_factories(config, item):  # type: ignore[no-untyped-def]

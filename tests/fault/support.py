@@ -378,7 +378,7 @@ async def store_rows(pg_dsn: str) -> dict[str, tuple[str, int]]:
     return {r["apns_id"]: (r["status"], r["n"]) for r in rows}
 
 
-async def settle(cluster: Cluster, ledger: Ledger, timeout: float = 10.0) -> dict[str, Any]:
+async def settle(cluster: Cluster, ledger: Ledger, timeout: float = 20.0) -> dict[str, Any]:
     """Wait until every accepted apns-id reached a device and is ``delivered`` in the store; the tallies."""
     devs = cluster.devices
     try:
