@@ -47,6 +47,7 @@ class Config:
     ack_flush_ms: int = 5  # acks are batched into the store this often
     group_commit_max: int = 2000  # notifications per accept transaction
     group_commit_flushers: int = 2  # concurrent accept transactions per process (PostgreSQL)
+    pg_analyze_interval_s: float = 2.0  # look for stale planner statistics this often; 0 = leave it to autovacuum
     power_window_ms: int = 10_000  # priority 5 is held this long per device, then sent as one burst
     background_budget_per_hour: int = 3  # background pushes per device per hour; beyond, the newest waits
 
@@ -197,7 +198,7 @@ def _validate(cfg: Config) -> None:
     for name in ("schedule_tick_s", "digest_tick_s"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name} must be positive")
-    for name in ("schedule_catch_up_s", "digest_rule_cache_s"):
+    for name in ("schedule_catch_up_s", "digest_rule_cache_s", "pg_analyze_interval_s"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must not be negative")
     if cfg.power_window_ms < 0:

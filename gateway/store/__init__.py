@@ -27,6 +27,7 @@ async def open_store(cfg: Config) -> Store:
             backlog_cap=cfg.backlog_cap,
             group_commit_max=cfg.group_commit_max,
             group_commit_flushers=cfg.group_commit_flushers,
+            analyze_interval_s=cfg.pg_analyze_interval_s,
         )
     else:
         from gateway.store.sqlite import SqliteStore

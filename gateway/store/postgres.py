@@ -45,6 +45,7 @@ from gateway.store.group_commit import (
     unique_in_batch,
 )
 from gateway.store.migrations import migrate_postgres, queries
+from gateway.store.pg_analyze import StatisticsKeeper
 from gateway.store.power_postgres import PowerPostgresMixin
 from gateway.store.relay_rows import check_outcomes, to_relay_claim
 from gateway.store.schedules_store import PostgresSchedulesMixin
@@ -117,6 +118,7 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessions
         group_commit_flushers: int = 2,
         pool_size: int = 10,
         connect_timeout_s: float = 5.0,
+        analyze_interval_s: float = 2.0,
     ) -> None:
         self.dsn = dsn
         self.retention_s = retention_s
@@ -128,6 +130,7 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessions
         self.pool_size = max(pool_size, 2 * group_commit_flushers)
         self.committer = GroupCommitter(self._write_batch, group_commit_max, group_commit_flushers)
         self._probe_until = 0.0  # time.monotonic() until which accept batches look for known apns-ids
+        self.statistics = StatisticsKeeper(self._conn, analyze_interval_s)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -145,8 +148,10 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessions
         except _UNAVAILABLE as exc:
             await self._close_pool()
             raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
+        self.statistics.start()
 
     async def close(self) -> None:
+        await self.statistics.stop()
         await self.committer.close()
         await self._close_pool()
 
