@@ -181,9 +181,9 @@ class Session(PowerState):
         self._cursor: tuple[int, int] | None = None  # (priority, id) of the last drained row
         # A bus push can arrive late (a busy router), after a backlog read already
         # sent its row and the ack was committed: then nothing in memory remembers
-        # it.  Pushes of rows a drain may have seen -- ids up to the highest one
-        # drained, or rows committed before this connection opened (an earlier
-        # connection may have drained them) -- are re-read from the store instead.
+        # it.  Pushes of rows that may have gone out -- ids up to the highest one
+        # drained or pushed, or rows committed before this connection opened (an
+        # earlier connection may have drained them) -- are re-read from the store.
         self._drained_max = 0
         self._opened_at_s = 0.0
         self._want_drain = False
@@ -315,6 +315,9 @@ class Session(PowerState):
             # The row is in the store; re-read it once the window opens.
             return self.request_drain()
         self.inflight.add(n.id)
+        # A second doorbell for this row (a re-ring of a resent apns-id, the route
+        # repair) may come after its ack was committed: then it must be re-read.
+        self._drained_max = max(self._drained_max, n.id)
         return self._emit([n])
 
     def request_drain(self, mode: Mode = Mode.AUTO) -> list[Action]:

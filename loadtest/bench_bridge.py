@@ -124,10 +124,10 @@ class PostgresCpu:
 
         conn = await asyncpg.connect(self.dsn)
         try:
-            backend = await conn.fetchval("SELECT pg_backend_pid()")
+            # Read the tree while the backend lives: once closed, its /proc entry is gone.
+            self.pids = _server_processes(await conn.fetchval("SELECT pg_backend_pid()"))
         finally:
             await conn.close()
-        self.pids = _server_processes(backend)
 
     def total(self) -> float:
         return sum(_cpu_s(pid) for pid in self.pids)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 from collections import Counter
 from typing import Any
@@ -129,9 +130,13 @@ class DeviceSwarm:
         self.links[i] = dev
         try:
             async with asyncio.timeout(timeout):
-                await loop.create_connection(
-                    lambda: dev, "127.0.0.1", self.ports[self.port_of[i]], local_addr=(self.source, 0)
-                )
+                sock = _source_socket(self.source)
+                try:
+                    await loop.sock_connect(sock, ("127.0.0.1", self.ports[self.port_of[i]]))
+                except BaseException:
+                    sock.close()
+                    raise
+                await loop.create_connection(lambda: dev, sock=sock)
                 await fut
         except BaseException:
             self.waiters.pop(i, None)
@@ -208,3 +213,27 @@ class DeviceSwarm:
                 link.closing = True
                 link.abort()
         await asyncio.sleep(0.1)
+
+
+#: Linux's IP_BIND_ADDRESS_NO_PORT (not exported by the socket module on 3.11).
+_IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+def _source_socket(source: str) -> socket.socket:
+    """A TCP socket bound to ``source`` whose port is chosen at connect time.
+
+    A plain ``bind((source, 0))`` reserves a port for any destination: past
+    ~14,000 sockets on one source address (bind takes the odd half of the
+    ephemeral range first) each bind scanned the range and connects fell
+    from ~1,100/s to ~180/s at 100,000 devices.  With IP_BIND_ADDRESS_NO_PORT
+    the port is picked by connect(), unique per destination.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.setblocking(False)
+        sock.bind((source, 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -170,6 +170,20 @@ def test_late_push_of_a_row_a_drain_already_delivered_is_re_read_not_resent() ->
     assert [fr["id"] for fr in sent(s.push(row(4), NOW))] == [4]
 
 
+def test_second_doorbell_after_the_ack_committed_is_re_read_not_resent() -> None:
+    # A client resent its apns-id while the row was pending: the API rings again, and
+    # that doorbell arrives after the first push was acked and the ack committed.
+    s, _ = opened(window=4)
+    s.drained([], limit=4, now_s=NOW)
+    assert [fr["id"] for fr in sent(s.push(row(5), NOW))] == [5]
+    s.receive(b'{"type":"ack","ids":[5]}')
+    s.acks_flushed(s.take_acks())
+    actions = s.push(row(5), NOW)
+    assert sent(actions) == [] and actions == [Drain(None, 4)]
+    # Out-of-order doorbells only cost a read: an older row still pending comes from the store.
+    assert [fr["id"] for fr in sent(s.drained([row(4)], limit=4, now_s=NOW))] == [4]
+
+
 def test_push_of_a_row_committed_before_the_connection_opened_is_re_read() -> None:
     # An earlier connection of the device may have drained and acked it already.
     s = Session(4)
