@@ -21,6 +21,14 @@ from tests.integration.test_delivery_support import BUNDLE, Inbox, ShardProcess,
 WINDOW_MS = "3000"
 
 
+async def connect_drain_over() -> None:
+    """The welcome comes before the connect drain's read, and that drain is a burst
+    (connecting woke the radio): rows committed before the read returns ride along.
+    The shard is another process (a fresh one prepares its statements on that first
+    read), so the tests give the empty read time to finish before they commit rows."""
+    await asyncio.sleep(1.0)
+
+
 @pytest.fixture
 async def core(pg_dsn: str, redis_url: str) -> AsyncIterator[Core]:
     core = await Core.open(Config(database_url=pg_dsn, redis_url=redis_url, shard_id="provider"))
@@ -42,10 +50,7 @@ async def shard(core: Core, pg_dsn: str, redis_url: str) -> AsyncIterator[ShardP
 async def test_mixed_workload_costs_one_wake_up_per_burst(core: Core, shard: ShardProcess) -> None:
     [dev] = await provision(core.store, BUNDLE, 1)
     async with Inbox(shard.url, dev) as inbox:
-        # The connect drain (a burst: connecting woke the radio) must be over first,
-        # or it would send the priority-5 rows committed meanwhile (a fresh shard
-        # prepares its statements on that first read).
-        await asyncio.sleep(0.5)
+        await connect_drain_over()
         # Three priority-5 pushes wait; a priority-10 push takes them along.
         held = [notification(dev, i, priority=5) for i in range(3)]
         for n in held:
@@ -71,6 +76,7 @@ async def test_mixed_workload_costs_one_wake_up_per_burst(core: Core, shard: Sha
 async def test_v1_client_gets_bursts_as_push_frames(core: Core, shard: ShardProcess) -> None:
     [dev] = await provision(core.store, BUNDLE, 1)
     async with Inbox(shard.url, dev, protocol_version=1) as inbox:
+        await connect_drain_over()
         held = notification(dev, 1, priority=5)
         await core.engine.accept(held)
         urgent = notification(dev, 2)
@@ -87,6 +93,7 @@ async def test_killed_shard_loses_no_held_push(core: Core, pg_dsn: str, redis_ur
     [dev] = await provision(core.store, BUNDLE, 1)
     try:
         async with Inbox([a.url, b.url], dev, backoff_min_s=0.05) as inbox:
+            await connect_drain_over()
             held = [notification(dev, i, priority=5) for i in range(3)]
             for n in held:
                 await core.engine.accept(n)
