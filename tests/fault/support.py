@@ -82,7 +82,8 @@ async def eventually(check: Callable[[], bool], timeout: float = 15.0, what: str
 async def _http_ok(http: aiohttp.ClientSession, url: str) -> tuple[bool, str]:
     """(answered 200, what was seen: status and body, or the error)."""
     try:
-        async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+        # /readyz answers within its checks' bound (1.5 s); a loaded machine may add to that.
+        async with http.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
             return r.status == 200, f"{r.status} {(await r.text())[:300]}"
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         return False, repr(exc)
