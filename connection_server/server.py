@@ -204,7 +204,8 @@ class ShardServer:
 
     def describe(self) -> list[str]:
         scheme = "wss" if self.cfg.tls_cert else "ws"
-        return [f"device WebSocket  {scheme}://{self.cfg.host}:{self.port}{CONNECT_PATH}  (shard {self.cfg.shard_id})"]
+        url = f"{scheme}://{self.cfg.host}:{self.port}{CONNECT_PATH}"
+        return [f"  device WebSocket  {url}  (shard {self.cfg.shard_id})"]
 
     @property
     def connections(self) -> int:
