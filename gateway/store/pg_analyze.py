@@ -95,24 +95,22 @@ class StatisticsKeeper:
         async with self._acquire() as conn:
             rows = await conn.fetch(_STATS_QUERY, list(WATCHED_TABLES))
             due = tables_to_analyze([TableStats(r[0], int(r[1] or 0), float(r[2])) for r in rows])
-            if not due:
+            if not due or not await _analyze(conn, due):
                 return []
-            return await _analyze(conn, due, self._count)
+        self.analyzed += len(due)
+        log.info("analyzed %s (statistics were stale)", ", ".join(due))
+        return due
 
-    def _count(self, n: int) -> None:
-        self.analyzed += n
 
-
-async def _analyze(conn: Any, tables: list[str], count: Callable[[int], None]) -> list[str]:
+async def _analyze(conn: Any, tables: list[str]) -> bool:
+    """ANALYZE ``tables`` unless another process is at it (False then)."""
     async with conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK_KEY):
-            return []  # another process is analyzing right now
+            return False
         for name in tables:
             # The names come from WATCHED_TABLES, never from input.
             await conn.execute(f'ANALYZE "{name}"')
-    count(len(tables))
-    log.info("analyzed %s (statistics were stale)", ", ".join(tables))
-    return tables
+    return True
 
 
 __all__ = ["WATCHED_TABLES", "StatisticsKeeper", "TableStats", "tables_to_analyze"]

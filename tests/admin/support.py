@@ -6,7 +6,9 @@ devices through the REST API and the device SDK."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -83,6 +85,18 @@ class Rig:
     async def send(self, token: str, text: str = "hi", **extra: Any) -> str:
         body = {"token": token, "topic": BUNDLE, "payload": {"aps": {"alert": text}}, **extra}
         return str((await self.rest("POST", "/api/v1/send", json=body))["apns_id"])
+
+
+@contextlib.asynccontextmanager
+async def provisioned_rig(cfg: Config) -> AsyncIterator[Rig]:
+    """A started gateway with its team, app and keys; always stopped."""
+    r = Rig(cfg)
+    await r.start()
+    await r.provision()
+    try:
+        yield r
+    finally:
+        await r.stop()
 
 
 async def eventually(check: Any, timeout: float = 15.0, what: str = "condition") -> Any:

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from gateway import cli
-from tests.admin.support import BUNDLE, Rig, eventually, rig_config
+from tests.admin.support import BUNDLE, Rig, eventually, provisioned_rig, rig_config
 from tests.bridge.certs import make_client_cert, make_p8, make_self_signed
 from tests.bridge.mock_apple import MockApple
 
@@ -53,13 +53,8 @@ async def rig(tmp_path: Path, apple: tuple[MockApple, str, str]) -> AsyncIterato
         "embedded", tmp_path, secret_key=SECRET, apns_production_host="127.0.0.1",
         apns_sandbox_host="127.0.0.1", apns_port=int(port), apns_ca_file=ca,
     )  # fmt: skip
-    r = Rig(cfg)
-    await r.start()
-    await r.provision()
-    try:
+    async with provisioned_rig(cfg) as r:
         yield r
-    finally:
-        await r.stop()
 
 
 async def test_uploaded_p8_key_relays_the_apps_pushes_to_apple(rig: Rig, apple) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.admin.support import ADMIN_TOKEN, BUNDLE, Rig, eventually, rig_config
+from tests.admin.support import ADMIN_TOKEN, BUNDLE, Rig, eventually, provisioned_rig, rig_config
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 CHROMIUM = "/usr/bin/chromium"
@@ -43,13 +43,8 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def dash_rig(tmp_path) -> AsyncIterator[Rig]:  # type: ignore[no-untyped-def]
-    r = Rig(rig_config("embedded", tmp_path))
-    await r.start()
-    await r.provision()
-    try:
+    async with provisioned_rig(rig_config("embedded", tmp_path)) as r:
         yield r
-    finally:
-        await r.stop()
 
 
 async def shot(page: Page, name: str) -> None:

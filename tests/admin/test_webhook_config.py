@@ -9,20 +9,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.admin.support import BUNDLE, Rig, eventually, free_port, rig_config
+from tests.admin.support import BUNDLE, Rig, eventually, free_port, provisioned_rig, rig_config
 
 APNS_TOKEN = "d1" * 32
 
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    r = Rig(rig_config("embedded", tmp_path, webhook_max_attempts=1))
-    await r.start()
-    await r.provision()
-    try:
+    async with provisioned_rig(rig_config("embedded", tmp_path, webhook_max_attempts=1)) as r:
         yield r
-    finally:
-        await r.stop()
 
 
 async def test_unreachable_webhook_is_dead_after_the_configured_attempts(rig: Rig) -> None:
