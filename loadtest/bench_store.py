@@ -45,7 +45,7 @@ PAYLOAD = b'{"aps":{"alert":{"title":"Hello","body":"A benchmark notification of
 _HZ = os.sysconf("SC_CLK_TCK")
 
 
-def _server_cpu_s() -> float | None:
+def postgres_cpu_seconds() -> float | None:
     """CPU seconds of the test PostgreSQL (postmaster and its children), if readable."""
     data = os.environ.get("TEST_PG_DATA")
     try:
@@ -110,10 +110,30 @@ async def _run_once(store: Any, app_id: int, pairs: list[tuple[str, str]], args:
     return sum(done)
 
 
+async def _drop_secondary_indexes(store: Any) -> list[str]:
+    """The ``--ceiling`` variant: leave ``notifications`` with its primary key and
+    its (app, apns-id) uniqueness only (what idempotent accepts cannot do without)."""
+    async with store._conn() as conn:
+        names = [
+            r["indexname"]
+            for r in await conn.fetch(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'notifications'"
+                " AND indexname NOT IN ('notifications_pkey', 'notifications_app_id_apns_id_key')"
+            )
+        ]
+        for name in names:
+            await conn.execute(f'DROP INDEX "{name}"')
+    return sorted(names)
+
+
 async def _bench(name: str, store: Any, args: argparse.Namespace) -> None:
     await store.open()
     try:
         app_id, pairs = await _setup(store, args.tokens)
+        if args.ceiling and name == "postgres":
+            dropped = await _drop_secondary_indexes(store)
+            name = "postgres-ceiling"
+            print(f"{name}: NOT a usable store (drains, expiry, route repair need them): dropped {', '.join(dropped)}")
         if args.gc_tuning:
             tune_gc()  # as `pushgw serve` does once it listens: ~6 us per accept less (see BENCHMARKS.md)
         print(f"{name}: collector {'tuned as in pushgw serve' if args.gc_tuning else 'CPython defaults'}", flush=True)
@@ -122,11 +142,11 @@ async def _bench(name: str, store: Any, args: argparse.Namespace) -> None:
             rates = []
             for run in range(args.runs):
                 tx0, n0 = store.committer.transactions, store.committer.accepted
-                server0, py0, t0 = _server_cpu_s(), time.process_time(), time.perf_counter()
+                server0, py0, t0 = postgres_cpu_seconds(), time.process_time(), time.perf_counter()
                 count = await _run_once(store, app_id, pairs, args, shape)
                 wall = time.perf_counter() - t0
                 py_us = (time.process_time() - py0) / count * 1e6
-                server1 = _server_cpu_s()
+                server1 = postgres_cpu_seconds()
                 server_us = ""
                 if server0 is not None and server1 is not None:
                     server_us = f", server {(server1 - server0) / count * 1e6:.1f}"
@@ -179,6 +199,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--backends", default="postgres,sqlite")
     parser.add_argument(
         "--no-gc-tuning", dest="gc_tuning", action="store_false", help="keep CPython's default collector thresholds"
+    )
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="PostgreSQL without the secondary indexes of notifications: an upper bound, not a usable store",
     )
     args = parser.parse_args(argv)
     args.backends = args.backends.split(",")

@@ -14,7 +14,7 @@ import uuid
 
 import asyncpg
 
-from gateway.store.pg_analyze import MIN_CHANGED, TableStats, tables_to_analyze
+from gateway.store.pg_analyze import KEEPER_STATISTICS_TARGET, MIN_CHANGED, TableStats, tables_to_analyze
 from gateway.store.postgres import PostgresStore
 from gateway.store.sessions_store import _PG
 from schemas.notification import Environment, Notification, TokenKind
@@ -82,6 +82,12 @@ async def test_keeper_analyzes_a_grown_table_and_the_drain_uses_its_index(pg_dsn
                 "SELECT s.last_analyze, c.reltuples FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
                 " WHERE s.relname = 'notifications'"
             )
+            # The keeper samples small (KEEPER_STATISTICS_TARGET): apns_id is unique per
+            # row, so its histogram has target + 1 bounds (101 at PostgreSQL's default).
+            bounds = await conn.fetchval(
+                "SELECT array_length(histogram_bounds::text::text[], 1) FROM pg_stats"
+                " WHERE tablename = 'notifications' AND attname = 'apns_id'"
+            )
             now_s = int(time.time())
             plan = "\n".join(
                 r[0]
@@ -99,6 +105,7 @@ async def test_keeper_analyzes_a_grown_table_and_the_drain_uses_its_index(pg_dsn
             await conn.close()
         assert last is not None, "the keeper's ANALYZE is recorded as a manual analyze"
         assert rows >= ROWS * 0.9
+        assert bounds == KEEPER_STATISTICS_TARGET + 1, bounds
         assert "notifications_backlog" in plan, plan
         # Fresh statistics: nothing more to do until the table changes again.
         assert await store.statistics.check_once() == []
