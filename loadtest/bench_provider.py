@@ -135,7 +135,7 @@ def answer_without_store(core: Any) -> None:
     core.engine.accept_many = accept_many
 
 
-def _serve(dsn: str, redis: str, port: int, ready: Any, stop: Any, no_store: bool = False) -> None:
+def _serve(dsn: str, redis: str, port: int, ready: Any, stop: Any, no_store: bool, gc_tuning: bool) -> None:
     async def run() -> None:
         from gateway.runtime import Core
         from provider_api.h2_server import H2Listener
@@ -146,6 +146,10 @@ def _serve(dsn: str, redis: str, port: int, ready: Any, stop: Any, no_store: boo
             answer_without_store(core)
         listener = H2Listener(cfg, core, reuse_port=True)
         await listener.start()
+        if gc_tuning:
+            from connection_server.gc_tuning import tune_gc
+
+            tune_gc()  # as every pushgw process does once it listens
         ready.set()
         # stop is a multiprocessing.Event: wait for it in a thread.
         await asyncio.to_thread(stop.wait)
@@ -274,7 +278,7 @@ def run_h2(args: argparse.Namespace) -> int:
     procs, readies = [], []
     for _ in range(args.procs):
         ready = mpctx.Event()
-        p = mpctx.Process(target=_serve, args=(dsn, redis, port, ready, stop, args.no_store))
+        p = mpctx.Process(target=_serve, args=(dsn, redis, port, ready, stop, args.no_store, args.gc_tuning))
         p.start()
         procs.append(p)
         readies.append(ready)
@@ -325,6 +329,9 @@ def main(argv: list[str]) -> int:
         "--no-store",
         action="store_true",
         help="answer 200 without the durable accept: the listener's ceiling, not a usable gateway",
+    )
+    ap.add_argument(
+        "--no-gc-tuning", dest="gc_tuning", action="store_false", help="keep CPython's default collector thresholds"
     )
     args = ap.parse_args(argv)
     return run_h2(args)

@@ -48,7 +48,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(dsn: str, port: int, no_store: bool = False) -> None:
+def _serve(dsn: str, port: int, no_store: bool, gc_tuning: bool) -> None:
     import uvloop
     from aiohttp import web
 
@@ -66,6 +66,10 @@ def _serve(dsn: str, port: int, no_store: bool = False) -> None:
         runner = web.AppRunner(build_rest_app(cfg, core), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, reuse_port=True).start()
+        if gc_tuning:
+            from connection_server.gc_tuning import tune_gc
+
+            tune_gc()  # as every pushgw process does once it listens
         try:
             await asyncio.Event().wait()
         finally:
@@ -300,6 +304,9 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="answer without the durable accept: the API's ceiling, not a usable gateway",
     )
+    ap.add_argument(
+        "--no-gc-tuning", dest="gc_tuning", action="store_false", help="keep CPython's default collector thresholds"
+    )
     args = ap.parse_args(argv)
     admin = os.environ.get("TEST_PG_DSN")
     if not admin:
@@ -316,7 +323,9 @@ def main(argv: list[str]) -> int:
         hot, cold = token_list(1, args.tokens), token_list(2, args.cold_tokens)
         key = asyncio.run(_setup(dsn, hot + cold))
         port = _free_port()
-        servers = [ctx.Process(target=_serve, args=(dsn, port, args.no_store)) for _ in range(args.servers)]
+        servers = [
+            ctx.Process(target=_serve, args=(dsn, port, args.no_store, args.gc_tuning)) for _ in range(args.servers)
+        ]
         for p in servers:
             p.start()
         _wait_port(port)
