@@ -42,8 +42,16 @@ log = logging.getLogger("pushgw.client")
 
 PushHandler = Callable[[f.Push], Awaitable[None] | None]
 
-#: Close codes after which reconnecting cannot help.
-FATAL_CODES = frozenset({f.Close.BAD_CREDENTIAL, f.Close.UNSUPPORTED_VERSION})
+#: Close codes after which reconnecting cannot help, with the reason raised.
+#: 4004: a newer connection of this device is alive (docs/protocol.md: "don't
+#: reconnect from this connection"); reconnecting would replace it in turn,
+#: and two clients with one identity would take the device from each other
+#: for ever.
+FATAL_CODES = {
+    f.Close.BAD_CREDENTIAL: "BadCredential",
+    f.Close.UNSUPPORTED_VERSION: "Unsupported",
+    f.Close.REPLACED: "Replaced",
+}
 
 
 class DeviceError(Exception):
@@ -230,7 +238,7 @@ class DeviceClient:
                     self._ack_task.cancel()
                     self._ack_task = None
             if self._ws is None and self.last_close_code in FATAL_CODES:
-                self.fatal = DeviceError("BadCredential" if self.last_close_code == 4001 else "Unsupported")
+                self.fatal = DeviceError(FATAL_CODES[self.last_close_code])
                 return
             if self._stopped:
                 return

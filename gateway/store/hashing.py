@@ -14,13 +14,24 @@ import secrets
 API_KEY_PREFIX_LEN = 8
 
 
+def _urlsafe(nbytes: int) -> str:
+    # Never a leading "-": users pass keys and ids as command-line arguments
+    # (`--api-key KEY`), and argparse-style parsers take "-..." for an option.
+    # Redrawing 1 value in 64 costs 0.02 bits of the 256.
+    while True:
+        value = secrets.token_urlsafe(nbytes)
+        if not value.startswith("-"):
+            return value
+
+
 def new_secret() -> str:
-    """A url-safe random secret (32 bytes of entropy)."""
-    return secrets.token_urlsafe(32)
+    """A url-safe random secret (32 bytes of entropy), never starting with "-"."""
+    return _urlsafe(32)
 
 
 def new_device_id() -> str:
-    return secrets.token_urlsafe(16)
+    """A url-safe random device id, never starting with "-"."""
+    return _urlsafe(16)
 
 
 def new_token() -> str:

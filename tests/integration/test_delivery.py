@@ -112,7 +112,8 @@ async def test_collapse_expiry_and_expiration_zero_while_offline(shard) -> None:
 async def test_ghosting_in_one_shard_closes_the_older_socket(shard) -> None:  # type: ignore[no-untyped-def]
     core, server = shard
     dev = await one_device(core)
-    first = DeviceClient(url(server), dev.device_id, dev.secret, backoff_min_s=5.0)
+    # A short backoff: a replaced client that reconnected would do it at once.
+    first = DeviceClient(url(server), dev.device_id, dev.secret, backoff_min_s=0.05)
     first.start()
     await first.wait_connected()
     async with Inbox(url(server), dev) as second:
@@ -121,6 +122,12 @@ async def test_ghosting_in_one_shard_closes_the_older_socket(shard) -> None:  # 
         await core.engine.accept(n)
         await eventually(lambda: second.ids == [n.apns_id])
         assert second.client.epoch > first.epoch
+        # docs/protocol.md: after 4004 the replaced client does not reconnect (it
+        # would take the device back from the newer connection, and so on).
+        await asyncio.sleep(0.5)
+        assert first.connects == 1
+        assert first.fatal is not None and first.fatal.reason == "Replaced"
+        assert second.client.connects == 1
     await first.stop()
 
 
