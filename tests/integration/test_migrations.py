@@ -44,7 +44,7 @@ async def test_postgres_schema_and_idempotent_reopen(pg_dsn: str) -> None:
     assert {20, 21} <= set(versions)  # 020, 021: schedules, digests
     assert 15 in versions  # 015: power-aware delivery
     assert POWER_TABLES <= tables
-    assert has_fn == 1
+    assert has_fn == 0  # 026 dropped the unused accept function of 002
 
 
 async def test_sqlite_schema_and_idempotent_reopen(sqlite_path: str) -> None:

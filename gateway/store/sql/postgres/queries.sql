@@ -100,10 +100,6 @@ FROM subscriptions s JOIN tokens t ON t.token = s.token
 WHERE s.app_id = $1 AND s.channel = $2 AND s.token > $3 AND t.active
 ORDER BY s.token LIMIT $4;
 
--- name: accept
-SELECT r_ord, r_id, r_duplicate, r_status, r_collapsed_id
-FROM pushgw_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15);
-
 -- name: backlog
 SELECT id, apns_id, app_id, token, topic, payload, priority, push_type, expiration, collapse_id,
        device_id, kind, status, accepted_at_ms
