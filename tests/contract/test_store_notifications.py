@@ -245,6 +245,18 @@ async def test_purge_deletes_only_old_terminal_rows(world: World) -> None:
     assert await world.store.status(world.app.app_id, pending.apns_id) is not None
 
 
+async def test_retention_counts_from_the_end_not_the_acceptance(world: World) -> None:
+    # Accepted before the cutoff, ended after it: kept (retention runs from done_at_ms).
+    row = await world.store.accept(world.note())
+    await asyncio.sleep(0.05)
+    cutoff = int(time.time() * 1000)
+    await asyncio.sleep(0.05)
+    await world.store.mark_delivered(world.device.device_id, [row.id])
+    assert await world.store.purge(cutoff) == 0
+    assert await world.store.status(world.app.app_id, row.apns_id) is not None
+    assert await world.store.purge(int(time.time() * 1000) + 1000) == 1
+
+
 async def test_durable_across_reopen(world: World, store_factory: Any) -> None:
     res = await world.store.accept(world.note(priority=5))
     await world.store.close()

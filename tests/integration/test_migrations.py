@@ -6,7 +6,7 @@ import sqlite3
 
 import asyncpg
 
-from gateway.store.migrations import migrations
+from gateway.store.migrations import migrations, queries
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 
@@ -18,7 +18,7 @@ TABLES = {
 }  # fmt: skip
 INDEXES = {
     "notifications_backlog", "notifications_token_pending", "notifications_collapse", "notifications_expiry",
-    "notifications_relay", "notifications_purge", "tokens_device", "feedback_app", "webhook_jobs_due",
+    "notifications_relay", "notifications_done", "tokens_device", "feedback_app", "webhook_jobs_due",
     "notifications_pending_accepted", "notifications_pending_due", "schedules_due", "digest_items_open",
 }  # fmt: skip
 
@@ -34,6 +34,9 @@ async def test_postgres_schema_and_idempotent_reopen(pg_dsn: str) -> None:
         indexes = {r[0]: r[1] for r in await conn.fetch("SELECT indexname, indexdef FROM pg_indexes")}
         versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")]
         has_fn = await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'pushgw_accept'")
+        # The purge can be served by notifications_done (027), whatever the table size.
+        await conn.execute("SET enable_seqscan = off")
+        purge_plan = " ".join(r[0] for r in await conn.fetch("EXPLAIN " + queries("postgres")["purge"], 0, 10))
     finally:
         await conn.close()
     assert TABLES <= tables
@@ -45,6 +48,8 @@ async def test_postgres_schema_and_idempotent_reopen(pg_dsn: str) -> None:
     assert 15 in versions  # 015: power-aware delivery
     assert POWER_TABLES <= tables
     assert has_fn == 0  # 026 dropped the unused accept function of 002
+    assert "notifications_purge" not in indexes  # 027: the purge reads notifications_done
+    assert "notifications_done" in purge_plan, purge_plan
 
 
 async def test_sqlite_schema_and_idempotent_reopen(sqlite_path: str) -> None:
@@ -69,6 +74,7 @@ async def test_sqlite_schema_and_idempotent_reopen(sqlite_path: str) -> None:
         db.close()
     assert TABLES <= tables
     assert INDEXES <= set(indexes)
+    assert "notifications_purge" not in indexes  # 027: the purge reads notifications_done
     assert versions == [m.version for m in migrations("sqlite")]
     assert versions[:2] == [1, 2] and 10 in versions  # 010: relay attempts (bridge)
     assert {20, 21} <= set(versions)  # 020, 021: schedules, digests

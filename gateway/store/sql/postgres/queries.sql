@@ -133,7 +133,7 @@ UPDATE notifications n SET status = 'expired', done_at_ms = $3 FROM due WHERE n.
 
 -- name: purge
 DELETE FROM notifications WHERE id IN (
-    SELECT id FROM notifications WHERE status <> 'pending' AND accepted_at_ms < $1 LIMIT $2
+    SELECT id FROM notifications WHERE status <> 'pending' AND done_at_ms < $1 LIMIT $2
 );
 
 -- name: take_overflow

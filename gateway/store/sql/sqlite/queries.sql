@@ -133,7 +133,7 @@ WHERE id IN (SELECT id FROM notifications WHERE status = 'pending' AND expires_a
 
 -- name: purge
 DELETE FROM notifications WHERE id IN (
-    SELECT id FROM notifications WHERE status <> 'pending' AND accepted_at_ms < ?1 LIMIT ?2
+    SELECT id FROM notifications WHERE status <> 'pending' AND done_at_ms < ?1 LIMIT ?2
 );
 
 -- name: get_overflow
