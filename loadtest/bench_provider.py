@@ -21,8 +21,13 @@ same token from every client at once (shared reads, not misses); and with
 only a few connections SO_REUSEPORT's hash spreads them badly, so the
 default is 64 connections x 16 streams.  Each run prints every API process's
 CPU seconds (so an uneven spread shows) and the API CPU per accepted request,
-the load generator's CPU, and the load average.  200 answers are checked
-against the rows committed in PostgreSQL.
+the load generator's CPU, PostgreSQL's CPU, and the load average.  200 answers
+are checked against the rows committed in PostgreSQL.
+
+``--no-store`` measures a ceiling: the accept answers at once, nothing is
+stored (the same switch exists for ``python -m loadtest rest``).
+``--no-gc-tuning`` keeps CPython's collector thresholds (every pushgw process
+tunes them once started).
 """
 
 from __future__ import annotations

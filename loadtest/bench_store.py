@@ -14,6 +14,10 @@ synchronous_commit on).  Prints the median of 3 runs for PostgreSQL
   ``accept_many()`` with B notifications at a time, like the REST batch
   endpoint; batches go through group commit too (shared transactions).
 
+``--ceiling`` drops every secondary index of ``notifications`` first (the
+primary key and the (app, apns-id) uniqueness stay): an upper bound for the
+write path, not a usable store (nothing could be drained or expired).
+
 The collector is tuned as in ``pushgw serve`` (``connection_server/gc_tuning.py``:
 start-up objects frozen, thresholds raised) unless ``--no-gc-tuning``.
 
