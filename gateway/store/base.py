@@ -225,7 +225,7 @@ class Store(Protocol):
         """Sweeper: pending rows whose expiration passed become expired."""
 
     async def purge(self, older_than_ms: int, limit: int = 10_000) -> int:
-        """Retention: delete terminal rows accepted before the cutoff."""
+        """Retention: delete terminal rows that ended (done_at_ms) before the cutoff."""
 
     async def take_overflow(self, device_id: str) -> int:
         """Number of notifications dropped by the backlog cap since last asked; resets it."""
