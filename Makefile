@@ -30,6 +30,8 @@ lint: $(STAMP)
 
 bench-store: $(STAMP)
 	scripts/with-test-services.sh $(BIN)/python -m loadtest store
+	# The REST batch shape: 500 notifications per accept_many, 8 group-commit flushers.
+	scripts/with-test-services.sh $(BIN)/python -m loadtest store --backends postgres --window 0 --batch 500 --flushers 8
 
 bench-delivery: $(STAMP)
 	scripts/with-test-services.sh $(BIN)/python -m loadtest delivery

@@ -179,7 +179,11 @@ async def _main(args: argparse.Namespace) -> int:
         await conn.execute(f'CREATE DATABASE "{db}"')
         await conn.close()
         try:
-            store = PostgresStore(admin.rpartition("/")[0] + "/" + db, group_commit_flushers=args.flushers)
+            store = PostgresStore(
+                admin.rpartition("/")[0] + "/" + db,
+                group_commit_flushers=args.flushers,
+                group_commit_max=args.group_commit_max,
+            )
             await _bench("postgres", store, args)
         finally:
             conn = await asyncpg.connect(admin)
@@ -197,9 +201,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=2000)
-    parser.add_argument("--window", type=int, default=32, help="accept() calls in flight per producer (0: skip)")
+    parser.add_argument(
+        "--window", type=int, default=32, help="accept() calls in flight per producer (0: skip this and window=1)"
+    )
     parser.add_argument("--batch", type=int, default=100, help="notifications per accept_many() call (0: skip)")
     parser.add_argument("--flushers", type=int, default=2, help="PostgreSQL group-commit flushers")
+    parser.add_argument(
+        "--group-commit-max", type=int, default=2000, help="PostgreSQL: notifications per accept transaction"
+    )
     parser.add_argument("--backends", default="postgres,sqlite")
     parser.add_argument(
         "--no-gc-tuning", dest="gc_tuning", action="store_false", help="keep CPython's default collector thresholds"
@@ -211,7 +220,7 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     args.backends = args.backends.split(",")
-    args.shapes = [("window", 1)]
+    args.shapes = [("window", 1)] if args.window > 0 else []
     if args.window > 1:
         args.shapes.append(("window", args.window))
     if args.batch > 0:
