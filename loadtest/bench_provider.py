@@ -140,6 +140,26 @@ def answer_without_store(core: Any) -> None:
     core.engine.accept_many = accept_many
 
 
+def add_api_switches(ap: argparse.ArgumentParser) -> None:
+    """``--no-store`` and ``--no-gc-tuning``, shared by the HTTP/2 and REST benches."""
+    ap.add_argument(
+        "--no-store",
+        action="store_true",
+        help="answer without the durable accept: the API's ceiling, not a usable gateway",
+    )
+    ap.add_argument(
+        "--no-gc-tuning", dest="gc_tuning", action="store_false", help="keep CPython's default collector thresholds"
+    )
+
+
+def after_listening(gc_tuning: bool) -> None:
+    """What every pushgw process does once it listens (unless ``--no-gc-tuning``)."""
+    if gc_tuning:
+        from connection_server.gc_tuning import tune_gc
+
+        tune_gc()
+
+
 def _serve(dsn: str, redis: str, port: int, ready: Any, stop: Any, no_store: bool, gc_tuning: bool) -> None:
     async def run() -> None:
         from gateway.runtime import Core
@@ -151,10 +171,7 @@ def _serve(dsn: str, redis: str, port: int, ready: Any, stop: Any, no_store: boo
             answer_without_store(core)
         listener = H2Listener(cfg, core, reuse_port=True)
         await listener.start()
-        if gc_tuning:
-            from connection_server.gc_tuning import tune_gc
-
-            tune_gc()  # as every pushgw process does once it listens
+        after_listening(gc_tuning)
         ready.set()
         # stop is a multiprocessing.Event: wait for it in a thread.
         await asyncio.to_thread(stop.wait)
@@ -330,13 +347,6 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--cold", type=int, default=20_000, help="requests (= distinct tokens) of the cold run (0: skip)")
     ap.add_argument("-c", type=int, default=64, help="connections (one h2load instance each)")
     ap.add_argument("-m", type=int, default=16, help="concurrent streams per connection")
-    ap.add_argument(
-        "--no-store",
-        action="store_true",
-        help="answer 200 without the durable accept: the listener's ceiling, not a usable gateway",
-    )
-    ap.add_argument(
-        "--no-gc-tuning", dest="gc_tuning", action="store_false", help="keep CPython's default collector thresholds"
-    )
+    add_api_switches(ap)
     args = ap.parse_args(argv)
     return run_h2(args)

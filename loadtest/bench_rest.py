@@ -37,7 +37,7 @@ import time
 import uuid
 from typing import Any
 
-from loadtest.bench_provider import cpu_seconds
+from loadtest.bench_provider import add_api_switches, after_listening, answer_without_store, cpu_seconds
 
 TOPIC = "com.bench.rest"
 
@@ -60,16 +60,11 @@ def _serve(dsn: str, port: int, no_store: bool, gc_tuning: bool) -> None:
         cfg = Config(database_url=dsn, rest_port=port)
         core = await Core.open(cfg)
         if no_store:
-            from loadtest.bench_provider import answer_without_store
-
             answer_without_store(core)
         runner = web.AppRunner(build_rest_app(cfg, core), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, reuse_port=True).start()
-        if gc_tuning:
-            from connection_server.gc_tuning import tune_gc
-
-            tune_gc()  # as every pushgw process does once it listens
+        after_listening(gc_tuning)
         try:
             await asyncio.Event().wait()
         finally:
@@ -299,14 +294,7 @@ def main(argv: list[str]) -> int:
         help="comma-separated: single, batch, single-cold, batch-cold",
     )
     ap.add_argument("--python-client", action="store_true", help="aiohttp client instead of wrk")
-    ap.add_argument(
-        "--no-store",
-        action="store_true",
-        help="answer without the durable accept: the API's ceiling, not a usable gateway",
-    )
-    ap.add_argument(
-        "--no-gc-tuning", dest="gc_tuning", action="store_false", help="keep CPython's default collector thresholds"
-    )
+    add_api_switches(ap)
     args = ap.parse_args(argv)
     admin = os.environ.get("TEST_PG_DSN")
     if not admin:

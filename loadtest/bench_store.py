@@ -121,8 +121,10 @@ async def _drop_secondary_indexes(store: Any) -> list[str]:
         names = [
             r["indexname"]
             for r in await conn.fetch(
-                "SELECT indexname FROM pg_indexes WHERE tablename = 'notifications'"
-                " AND indexname NOT IN ('notifications_pkey', 'notifications_app_id_apns_id_key')"
+                # Indexes that back no constraint: all but the primary key and UNIQUE (app_id, apns_id).
+                "SELECT indexrelid::regclass::text AS indexname FROM pg_index"
+                " WHERE indrelid = 'notifications'::regclass"
+                " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = pg_index.indexrelid)"
             )
         ]
         for name in names:
