@@ -56,13 +56,13 @@ ORDER BY token LIMIT $4;
 SELECT count(*) FROM notifications WHERE device_id = $1 AND status = 'pending';
 
 -- name: notification_detail
-SELECT id, apns_id, app_id, token, topic, payload, priority, push_type, expiration, expires_at_s,
+SELECT id, apns_id::text AS apns_id, app_id, token, topic, payload, priority, push_type, expiration, expires_at_s,
        collapse_id, device_id, kind, status, reason, accepted_at_ms, deliver_at_ms, sent_at_ms,
        done_at_ms, apple_id
-FROM notifications WHERE app_id = $1 AND apns_id = $2;
+FROM notifications WHERE app_id = $1 AND apns_id = $2::uuid;
 
 -- name: recent_notifications
-SELECT id, apns_id, app_id, token, topic, priority, push_type, kind, status, reason, accepted_at_ms, done_at_ms
+SELECT id, apns_id::text AS apns_id, app_id, token, topic, priority, push_type, kind, status, reason, accepted_at_ms, done_at_ms
 FROM notifications
 WHERE ($1::bigint IS NULL OR app_id = $1) AND ($2::text = '' OR status = $2)
   AND ($3::text = '' OR device_id = $3 OR token = $3)

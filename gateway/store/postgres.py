@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -84,6 +85,9 @@ _COPY_COLUMNS = (
     "collapse_id", "device_id", "kind", "status", "accepted_at_ms", "deliver_at_ms", "not_before_ms",
 )  # fmt: skip
 _PENDING = Status.PENDING.value
+#: An apns-id as it is stored (a lowercase UUID; the column is a uuid since
+#: migration 028): anything else names no notification, as in SQLite.
+_STORED_APNS_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _KIND_VALUE = {k: k.value for k in TokenKind}  # a dict lookup: Enum.value is a slow descriptor
 #: An accept transaction's settings.  A plan made while the table was small
 #: (fresh database, stale statistics) would otherwise scan the table or hash
@@ -512,6 +516,8 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessions
         return 0 if row is None else int(row["overflow"])
 
     async def status(self, app_id: int, apns_id: str) -> NotificationStatus | None:
+        if _STORED_APNS_ID.fullmatch(apns_id) is None:
+            return None
         row = await self._fetchrow("status", app_id, apns_id)
         return to_status(row) if row else None
 

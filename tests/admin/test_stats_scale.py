@@ -58,7 +58,7 @@ async def _age(rig: Rig, apns_ids: list[str], by_ms: int, *, acks_too: bool = Tr
         async with q.store._conn() as conn:
             await conn.execute(
                 "UPDATE notifications SET accepted_at_ms = accepted_at_ms - $1, done_at_ms = done_at_ms - $2 "
-                "WHERE apns_id = ANY($3::text[])", by_ms, ack_ms, apns_ids,
+                "WHERE apns_id = ANY($3::uuid[])", by_ms, ack_ms, apns_ids,
             )  # fmt: skip
         return
     store = q.store

@@ -236,6 +236,16 @@ async def test_status_unknown_is_none(store: Any) -> None:
     assert await store.status(1, "00000000-0000-4000-8000-000000000000") is None
 
 
+async def test_status_names_a_notification_only_by_its_stored_form(world: World) -> None:
+    # apns-ids are stored lowercase (PostgreSQL: as a uuid since migration 028);
+    # another spelling or a malformed id is no notification, not an error.
+    row = await world.store.accept(world.note())
+    found = await world.store.status(world.app.app_id, row.apns_id)
+    assert found is not None and found.apns_id == row.apns_id and isinstance(found.apns_id, str)
+    for other in (row.apns_id.upper(), row.apns_id.replace("-", ""), "not-a-uuid", "", row.apns_id + "0"):
+        assert await world.store.status(world.app.app_id, other) is None, other
+
+
 async def test_purge_deletes_only_old_terminal_rows(world: World) -> None:
     done = await world.store.accept(world.note())
     pending = await world.store.accept(world.note())

@@ -372,7 +372,7 @@ async def store_rows(pg_dsn: str) -> dict[str, tuple[str, int]]:
     conn = await asyncpg.connect(pg_dsn)
     try:
         rows = await conn.fetch(
-            "SELECT apns_id, min(status) AS status, count(*) AS n FROM notifications GROUP BY apns_id"
+            "SELECT apns_id::text AS apns_id, min(status) AS status, count(*) AS n FROM notifications GROUP BY apns_id"
         )
     finally:
         await conn.close()

@@ -34,6 +34,10 @@ async def test_postgres_schema_and_idempotent_reopen(pg_dsn: str) -> None:
         indexes = {r[0]: r[1] for r in await conn.fetch("SELECT indexname, indexdef FROM pg_indexes")}
         versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")]
         has_fn = await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'pushgw_accept'")
+        apns_id_type = await conn.fetchval(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_name = 'notifications' AND column_name = 'apns_id'"
+        )
         # The purge can be served by notifications_done (027), whatever the table size.
         await conn.execute("SET enable_seqscan = off")
         purge_plan = " ".join(r[0] for r in await conn.fetch("EXPLAIN " + queries("postgres")["purge"], 0, 10))
@@ -42,6 +46,7 @@ async def test_postgres_schema_and_idempotent_reopen(pg_dsn: str) -> None:
     assert TABLES <= tables
     assert INDEXES <= set(indexes)
     assert "WHERE" in indexes["notifications_backlog"] and "priority DESC" in indexes["notifications_backlog"]
+    assert "hashtext(device_id)" in indexes["notifications_backlog"]  # 029: keyed by the device's hash
     assert versions == [m.version for m in migrations("postgres")]
     assert versions[:3] == [1, 2, 3] and 10 in versions  # 010: relay attempts (bridge)
     assert {20, 21} <= set(versions)  # 020, 021: schedules, digests
@@ -50,6 +55,7 @@ async def test_postgres_schema_and_idempotent_reopen(pg_dsn: str) -> None:
     assert has_fn == 0  # 026 dropped the unused accept function of 002
     assert "notifications_purge" not in indexes  # 027: the purge reads notifications_done
     assert "notifications_done" in purge_plan, purge_plan
+    assert apns_id_type == "uuid"  # 028
 
 
 async def test_sqlite_schema_and_idempotent_reopen(sqlite_path: str) -> None:

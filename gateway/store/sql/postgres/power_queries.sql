@@ -27,7 +27,8 @@ ON CONFLICT DO NOTHING;
 
 -- name: background_supersede
 UPDATE notifications SET status = 'superseded', reason = 'BackgroundBudget', done_at_ms = $3
-WHERE device_id = $1 AND push_type = 'background' AND status = 'pending' AND kind = 'local'
+WHERE hashtext(device_id) = hashtext($1) AND device_id = $1
+  AND push_type = 'background' AND status = 'pending' AND kind = 'local'
   AND id < $2 AND NOT (id = ANY($4::bigint[]));
 
 -- name: activity_state

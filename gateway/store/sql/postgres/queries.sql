@@ -101,10 +101,10 @@ WHERE s.app_id = $1 AND s.channel = $2 AND s.token > $3 AND t.active
 ORDER BY s.token LIMIT $4;
 
 -- name: backlog
-SELECT id, apns_id, app_id, token, topic, payload, priority, push_type, expiration, collapse_id,
+SELECT id, apns_id::text AS apns_id, app_id, token, topic, payload, priority, push_type, expiration, collapse_id,
        device_id, kind, status, accepted_at_ms
 FROM notifications
-WHERE device_id = $1 AND status = 'pending' AND kind = 'local'
+WHERE hashtext(device_id) = hashtext($1) AND device_id = $1 AND status = 'pending' AND kind = 'local'
   AND expires_at_s > $2 AND (deliver_at_ms IS NULL OR deliver_at_ms <= $3)
   AND (priority < $4 OR (priority = $4 AND id > $5))
 ORDER BY priority DESC, id
@@ -143,8 +143,9 @@ WHERE d.device_id = old.device_id
 RETURNING old.overflow;
 
 -- name: status
-SELECT apns_id, app_id, token, topic, priority, status, reason, accepted_at_ms, sent_at_ms, done_at_ms
-FROM notifications WHERE app_id = $1 AND apns_id = $2;
+-- $2 is a lowercase UUID (the store checks it before asking).
+SELECT apns_id::text AS apns_id, app_id, token, topic, priority, status, reason, accepted_at_ms, sent_at_ms, done_at_ms
+FROM notifications WHERE app_id = $1 AND apns_id = $2::uuid;
 
 -- name: claim_relay
 WITH c AS (
@@ -155,7 +156,7 @@ WITH c AS (
 )
 UPDATE notifications n SET lease_owner = $1, lease_until_ms = $3 + $4, sent_at_ms = $3
 FROM c WHERE n.id = c.id
-RETURNING n.id, n.apns_id, n.app_id, n.token, n.topic, n.payload, n.priority, n.push_type, n.expiration,
+RETURNING n.id, n.apns_id::text AS apns_id, n.app_id, n.token, n.topic, n.payload, n.priority, n.push_type, n.expiration,
           n.collapse_id, n.device_id, n.kind, n.status, n.accepted_at_ms;
 
 -- name: finish_relay
@@ -236,7 +237,7 @@ WITH bound AS (
     -- LIMIT 1 keeps this a probe of the unique index per row (it cannot be
     -- turned into a join that scans the table).
     SELECT k.app_id, k.apns_id, k.id, k.status
-    FROM unnest($1::bigint[], $2::text[]) AS u(app_id, apns_id), LATERAL (
+    FROM unnest($1::bigint[], $2::uuid[]) AS u(app_id, apns_id), LATERAL (
         SELECT n.app_id, n.apns_id, n.id, n.status FROM notifications n
         WHERE n.app_id = u.app_id AND n.apns_id = u.apns_id LIMIT 1
     ) k
@@ -245,7 +246,7 @@ SELECT (SELECT array_agg(nextval('notifications_id_seq')) FROM generate_series(1
        ARRAY(SELECT b.token FROM bound b WHERE b.pending_bound > $6) AS over_tokens,
        (SELECT count(*) FROM bound) AS bounded,
        ARRAY(SELECT k.app_id FROM known k) AS known_app_ids,
-       ARRAY(SELECT k.apns_id FROM known k) AS known_apns_ids,
+       ARRAY(SELECT k.apns_id::text FROM known k) AS known_apns_ids,
        ARRAY(SELECT k.id FROM known k) AS known_ids,
        ARRAY(SELECT k.status FROM known k) AS known_statuses;
 
@@ -266,7 +267,8 @@ RETURNING n.id, n.token, n.collapse_id;
 -- drain index, the others through the token index).
 UPDATE tokens t SET pending_bound = (
     SELECT count(*) FROM notifications n
-    WHERE n.device_id = t.device_id AND n.token = t.token AND n.status = 'pending' AND n.kind = 'local'
+    WHERE hashtext(n.device_id) = hashtext(t.device_id) AND n.device_id = t.device_id AND n.token = t.token
+      AND n.status = 'pending' AND n.kind = 'local'
 ) + (
     SELECT count(*) FROM notifications n
     WHERE n.token = t.token AND n.status = 'pending' AND (n.kind <> 'local' OR n.device_id IS NULL)
@@ -282,7 +284,8 @@ WITH t AS (
 ), over AS (
     SELECT x.id FROM t, LATERAL (
         SELECT n.id FROM notifications n
-        WHERE n.device_id = t.device_id AND n.token = t.token AND n.status = 'pending' AND n.kind = 'local'
+        WHERE hashtext(n.device_id) = hashtext(t.device_id) AND n.device_id = t.device_id AND n.token = t.token
+      AND n.status = 'pending' AND n.kind = 'local'
         ORDER BY n.priority DESC, n.id DESC
         OFFSET $3
     ) x
@@ -332,7 +335,7 @@ WITH c AS (
 UPDATE notifications n SET lease_owner = $1, lease_until_ms = $3 + $4, sent_at_ms = $3,
     relay_attempts = n.relay_attempts + 1
 FROM c WHERE n.id = c.id
-RETURNING n.id, n.apns_id, n.app_id, n.token, n.topic, n.payload, n.priority, n.push_type, n.expiration,
+RETURNING n.id, n.apns_id::text AS apns_id, n.app_id, n.token, n.topic, n.payload, n.priority, n.push_type, n.expiration,
           n.collapse_id, n.device_id, n.kind, n.status, n.accepted_at_ms, n.relay_attempts,
           (SELECT t.environment FROM tokens t WHERE t.token = n.token) AS environment;
 

@@ -14,12 +14,13 @@ WHERE d.device_id = ANY($1::text[]);
 -- name: backlog_many
 -- One backlog page per (device, cursor, limit), each as the ``backlog`` query reads it;
 -- ``request`` is the 1-based position of the request its row answers.
-SELECT r.request, n.id, n.apns_id, n.app_id, n.token, n.topic, n.payload, n.priority, n.push_type, n.expiration,
+SELECT r.request, n.id, n.apns_id::text AS apns_id, n.app_id, n.token, n.topic, n.payload, n.priority, n.push_type, n.expiration,
        n.collapse_id, n.device_id, n.kind, n.status, n.accepted_at_ms
 FROM unnest($1::text[], $2::int[], $3::bigint[], $4::int[]) WITH ORDINALITY AS r(device_id, prio, last_id, lim, request)
 CROSS JOIN LATERAL (
     SELECT * FROM notifications
-    WHERE device_id = r.device_id AND status = 'pending' AND kind = 'local'
+    WHERE hashtext(device_id) = hashtext(r.device_id) AND device_id = r.device_id
+      AND status = 'pending' AND kind = 'local'
       AND expires_at_s > $5 AND (deliver_at_ms IS NULL OR deliver_at_ms <= $6)
       AND (priority < r.prio OR (priority = r.prio AND id > r.last_id))
     ORDER BY priority DESC, id
