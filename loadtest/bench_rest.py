@@ -37,7 +37,14 @@ import time
 import uuid
 from typing import Any
 
-from loadtest.bench_provider import add_api_switches, after_listening, answer_without_store, cpu_seconds
+from loadtest.bench_provider import (
+    add_api_switches,
+    after_listening,
+    answer_without_store,
+    children_cpu_seconds,
+    cpu_seconds,
+)
+from loadtest.bench_store import postgres_cpu_seconds
 
 TOPIC = "com.bench.rest"
 
@@ -330,12 +337,14 @@ def main(argv: list[str]) -> int:
             mode, tokens = (phase.removesuffix("-cold"), cold) if phase.endswith("-cold") else (phase, hot)
             rows0 = asyncio.run(_rows(dsn))
             cpu0 = [cpu_seconds(p.pid) for p in servers if p.pid is not None]
+            gen0, pg0 = children_cpu_seconds(), postgres_cpu_seconds()
             t0 = time.monotonic()
             ok, errors = _run_phase(ctx, port, key, tokens, mode, args)
             elapsed = time.monotonic() - t0
             cpu = [
                 c1 - c0 for c0, c1 in zip(cpu0, (cpu_seconds(p.pid) for p in servers if p.pid is not None), strict=True)
             ]
+            gen, pg1 = children_cpu_seconds() - gen0, postgres_cpu_seconds()
             committed = asyncio.run(_rows(dsn)) - rows0
             rate = ok / args.duration
             unit = "sends/s" if mode == "single" else f"notifications/s (batches of {args.batch})"
@@ -349,6 +358,9 @@ def main(argv: list[str]) -> int:
                 f"= {1e6 * sum(cpu) / max(ok, 1):,.0f} us per accepted notification "
                 f"(load average {os.getloadavg()[0]:.1f})"
             )
+            per = 1e6 / max(ok, 1)
+            pg = f"PostgreSQL {(pg1 - pg0) * per:,.0f} us, " if pg0 is not None and pg1 is not None else ""
+            print(f"               {pg}load generator {gen * per:,.0f} us per accepted notification")
             if committed < ok and not args.no_store:
                 print("               ERROR: fewer rows committed than 200 answers")
                 return 1

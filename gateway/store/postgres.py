@@ -2,7 +2,7 @@
 
 Queries live in ``sql/postgres/queries.sql``.  ``accept`` and ``accept_many``
 both go through group commit; a batch is one short transaction (BEGIN,
-accept_prepare, binary COPY, COMMIT: one WAL flush), so it costs the same few
+accept_prepare, binary COPY, accept_bound, COMMIT: one WAL flush), so it costs the same few
 round trips whatever its size.
 Connection-level failures become ``StoreUnavailable``.
 """
@@ -369,18 +369,24 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessions
     async def _accept_tx(
         self, conn: Any, unique: Sequence[Notification], rows: list[tuple[Any, ...]], at: int, probe: bool
     ) -> list[AcceptResult]:
-        """One transaction, one WAL flush: prepare, COPY, then only the steps the batch needs.
+        """One transaction, one WAL flush: prepare, COPY, bound, then only the steps the batch needs.
 
-        accept_prepare finds the known apns-ids (only when ``probe``: the
-        unique-key probe per row costs ~9 us of server CPU, and a resend
-        without it fails the COPY on the unique key, see _write_batch), hands
-        out the ids and grows the tokens' pending bounds in one round trip; the new rows go in by
-        binary COPY (measured ~15 us less server CPU per row than INSERT ...
-        SELECT unnest ON CONFLICT).  Collapse runs only when a new row has a
-        collapse id; the exact cap check only for tokens whose bound passed
-        the cap.  Every statement is keyed lookups driven by the batch's
-        arrays, so _BEGIN_ACCEPT rules out scans and hash/merge joins: the
-        plans stay index probes whatever the statistics say when a plan is
+        accept_prepare hands out the ids and finds the known apns-ids (only
+        when ``probe``: the unique-key probe per row costs ~9 us of server
+        CPU, and a resend without it fails the COPY on the unique key, see
+        _write_batch); the new rows go in by binary COPY (measured ~15 us less
+        server CPU per row than INSERT ... SELECT unnest ON CONFLICT);
+        accept_bound then grows the tokens' pending bounds.  That UPDATE locks
+        the token rows until COMMIT, so it runs after the COPY: batches of
+        other processes to the same tokens wait for it and the commit only
+        (with it first, they waited for the COPY too: 16 of 44 samples of the
+        busy backends were lock waits in the two-process REST batch bench).
+        Collapse runs only when a new row has a collapse id; the exact cap
+        check only for tokens whose bound passed the cap; both after the
+        bound, the lock order every transaction keeps (token rows, then
+        notification rows).  Every statement is keyed lookups driven by the
+        batch's arrays, so _BEGIN_ACCEPT rules out scans and hash/merge joins:
+        the plans stay index probes whatever the statistics say when a plan is
         made, and generic plans can be reused (planning the prepare statement
         afresh cost ~2 ms per batch).
         """
@@ -394,8 +400,8 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessions
                 Q["accept_prepare"],
                 [n.app_id for n in unique] if probe else [],
                 [n.apns_id for n in unique] if probe else [],
-                tokens, [added[t] for t in tokens], len(unique), self.backlog_cap,
-            )  # fmt: skip
+                len(unique),
+            )
             known: dict[tuple[int, str], tuple[int, str]] = {}
             if prep["known_ids"]:
                 self._probe_until = time.monotonic() + PROBE_AFTER_DUPLICATE_S  # resends are arriving
@@ -421,6 +427,7 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessions
                     keep[key] = max(keep.get(key, 0), nid)
             if records:
                 await conn.copy_records_to_table("notifications", records=records, columns=_COPY_COLUMNS)
+            bound = await conn.fetchrow(Q["accept_bound"], tokens, [added[t] for t in tokens], self.backlog_cap)
             ended: dict[int, Status] = {}
             collapsed_by_key: dict[tuple[str, str], list[int]] = {}
             if keep:
@@ -430,8 +437,8 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessions
                 for r in gone:
                     ended[r["id"]] = Status.COLLAPSED
                     collapsed_by_key.setdefault((r["token"], r["collapse_id"]), []).append(r["id"])
-            check = list(prep["over_tokens"])
-            if prep["bounded"] < len(tokens):  # tokens without a row to keep a bound in
+            check = list(bound["over_tokens"])
+            if bound["bounded"] < len(tokens):  # tokens without a row to keep a bound in
                 have = {r[0] for r in await conn.fetch(Q["accept_registered_tokens"], tokens)}
                 check.extend(t for t in tokens if t not in have)
             if check and records:

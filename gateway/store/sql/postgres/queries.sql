@@ -214,26 +214,17 @@ FROM webhook_jobs WHERE app_id = $1 AND ($2::text IS NULL OR state = $2) ORDER B
 SELECT key_prefix, app_id, created_at_ms FROM api_keys WHERE app_id = $1 ORDER BY created_at_ms;
 
 -- accept_many in one short transaction: BEGIN, accept_prepare, COPY of the
--- new rows with their pre-assigned ids, COMMIT (postgres.py).  Collapse and
--- the exact cap check run only when a batch needs them.  The caller removes
--- duplicates inside the batch and computes expires_at_s.
+-- new rows with their pre-assigned ids, accept_bound, COMMIT (postgres.py).
+-- Collapse and the exact cap check run only when a batch needs them.  The
+-- caller removes duplicates inside the batch and computes expires_at_s.
 
 -- name: accept_prepare
--- One round trip before the COPY:
--- * known: the (app_id, apns_id) already accepted (idempotency), id and status
---   (the store passes empty arrays while it has seen no resends: postgres.py);
--- * ids: $5 fresh ids in one call, handed out in input order so ids follow
+-- One round trip before the COPY, taking no row lock:
+-- * ids: $3 fresh ids in one call, handed out in input order so ids follow
 --   acceptance order;
--- * the pending bound of each token (migration 004) grows by its rows of the
---   batch (a known row counted too only loosens the upper bound); the tokens
---   whose bound passes the cap $6 get the exact check, and so do tokens
---   without a row to keep a bound in (bounded < number of tokens).
-WITH bound AS (
-    UPDATE tokens t SET pending_bound = t.pending_bound + u.n
-    FROM unnest($3::text[], $4::bigint[]) AS u(token, n)
-    WHERE t.token = u.token
-    RETURNING t.token, t.pending_bound
-), known AS (
+-- * known: the (app_id, apns_id) already accepted (idempotency), id and status
+--   (the store passes empty arrays while it has seen no resends: postgres.py).
+WITH known AS (
     -- LIMIT 1 keeps this a probe of the unique index per row (it cannot be
     -- turned into a join that scans the table).
     SELECT k.app_id, k.apns_id, k.id, k.status
@@ -242,13 +233,29 @@ WITH bound AS (
         WHERE n.app_id = u.app_id AND n.apns_id = u.apns_id LIMIT 1
     ) k
 )
-SELECT (SELECT array_agg(nextval('notifications_id_seq')) FROM generate_series(1, $5::int)) AS ids,
-       ARRAY(SELECT b.token FROM bound b WHERE b.pending_bound > $6) AS over_tokens,
-       (SELECT count(*) FROM bound) AS bounded,
+SELECT (SELECT array_agg(nextval('notifications_id_seq')) FROM generate_series(1, $3::int)) AS ids,
        ARRAY(SELECT k.app_id FROM known k) AS known_app_ids,
        ARRAY(SELECT k.apns_id::text FROM known k) AS known_apns_ids,
        ARRAY(SELECT k.id FROM known k) AS known_ids,
        ARRAY(SELECT k.status FROM known k) AS known_statuses;
+
+-- name: accept_bound
+-- After the COPY, just before COMMIT: the pending bound of each token
+-- (migration 004) grows by its rows of the batch (a known row counted too
+-- only loosens the upper bound).  It locks the token rows ($1 sorted: one
+-- lock order) until the commit, so it comes last: a concurrent batch of
+-- another process with some of the same tokens waits for this UPDATE and the
+-- commit, not for the COPY too.  Returned: the tokens whose bound passes the
+-- cap $3 (they get the exact check) and how many tokens have a row to keep a
+-- bound in (fewer than $1: the others are checked exactly too).
+WITH bound AS (
+    UPDATE tokens t SET pending_bound = t.pending_bound + u.n
+    FROM unnest($1::text[], $2::bigint[]) AS u(token, n)
+    WHERE t.token = u.token
+    RETURNING t.token, t.pending_bound
+)
+SELECT ARRAY(SELECT b.token FROM bound b WHERE b.pending_bound > $3) AS over_tokens,
+       (SELECT count(*) FROM bound) AS bounded;
 
 -- name: accept_registered_tokens
 -- Which of the batch's tokens have a token row (rarely needed: see bounded).
