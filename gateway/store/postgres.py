@@ -79,20 +79,6 @@ _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.Seria
 #: keeps resending keeps the store in that mode: the cost of one batch redone,
 #: then the probe per row, as before; nobody's rows are lost or refused.
 PROBE_AFTER_DUPLICATE_S = 60.0
-#: Pending-bound credits: when accept_bound grows a token's bound it adds this
-#: many more, and the token's next rows in this process are paid from them
-#: without touching the token row (the UPDATE cost ~3 us of server CPU per
-#: accepted row: BENCHMARKS.md, sixth session).  The stored bound counts every
-#: credit, so it stays an upper bound of the pending rows plus the credits
-#: outstanding.  Credits exist only while the bound is within the cap; an
-#: exact check resets the bound to the true count and drops this process's
-#: credits for the token, so another process's outstanding credits can take
-#: a token past the cap by at most that many rows each, until its next bound
-#: UPDATE checks again (docs/design.md).
-BOUND_CREDITS = 8
-#: Tokens whose credits are remembered; past this the memory is cleared (the
-#: credits are forgotten, which only leaves the stored bounds higher).
-_MAX_CREDITED_TOKENS = 200_000
 #: The COPY's columns; each record is (id, *the row _write_batch builds).
 _COPY_COLUMNS = (
     "id", "apns_id", "app_id", "token", "topic", "payload", "priority", "push_type", "expiration", "expires_at_s",
@@ -148,7 +134,6 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessions
         self.pool_size = max(pool_size, 2 * group_commit_flushers)
         self.committer = GroupCommitter(self._write_batch, group_commit_max, group_commit_flushers)
         self._probe_until = 0.0  # time.monotonic() until which accept batches look for known apns-ids
-        self._credits: dict[str, int] = {}  # token -> rows it may still add without a bound UPDATE
         self.statistics = StatisticsKeeper(self._conn, analyze_interval_s)
 
     # -- lifecycle --------------------------------------------------------------
@@ -409,11 +394,6 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessions
         for n in unique:
             added[n.token] = added.get(n.token, 0) + 1
         tokens = sorted(added)  # one lock order for the token rows across concurrent batches
-        # A token's rows are paid from its credits when they suffice (a token is
-        # always written by the same lane, so no two batches spend the same credits).
-        credits = self._credits
-        paid = [t for t in tokens if credits.get(t, 0) >= added[t]]
-        to_bound = [t for t in tokens if credits.get(t, 0) < added[t]] if paid else tokens
         await conn.execute(_BEGIN_ACCEPT)
         try:
             prep = await conn.fetchrow(
@@ -447,9 +427,7 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessions
                     keep[key] = max(keep.get(key, 0), nid)
             if records:
                 await conn.copy_records_to_table("notifications", records=records, columns=_COPY_COLUMNS)
-            bound = await conn.fetchrow(
-                Q["accept_bound"], to_bound, [added[t] + BOUND_CREDITS for t in to_bound], self.backlog_cap
-            )
+            bound = await conn.fetchrow(Q["accept_bound"], tokens, [added[t] for t in tokens], self.backlog_cap)
             ended: dict[int, Status] = {}
             collapsed_by_key: dict[tuple[str, str], list[int]] = {}
             if keep:
@@ -460,21 +438,18 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessions
                     ended[r["id"]] = Status.COLLAPSED
                     collapsed_by_key.setdefault((r["token"], r["collapse_id"]), []).append(r["id"])
             check = list(bound["over_tokens"])
-            if bound["bounded"] < len(to_bound):  # tokens without a row to keep a bound in
-                have = {r[0] for r in await conn.fetch(Q["accept_registered_tokens"], to_bound)}
-                check.extend(t for t in to_bound if t not in have)
+            if bound["bounded"] < len(tokens):  # tokens without a row to keep a bound in
+                have = {r[0] for r in await conn.fetch(Q["accept_registered_tokens"], tokens)}
+                check.extend(t for t in tokens if t not in have)
             if check and records:
                 for r in await self._apply_cap(conn, unique, check, at):
                     ended[r["id"]] = Status.DROPPED
             await conn.execute("COMMIT")
         except BaseException:
-            for t in tokens:  # whether the commit happened is unknown: forget (the bound only stays higher)
-                credits.pop(t, None)
             if not conn.is_closed():
                 with contextlib.suppress(Exception):
                     await conn.execute("ROLLBACK")
             raise
-        self._settle_credits(added, paid, bound["within_tokens"], check)
         results = []
         pending = Status.PENDING
         for n, nid in zip(unique, new_ids, strict=True):
@@ -493,21 +468,6 @@ class PostgresStore(PostgresSchedulesMixin, PowerPostgresMixin, PostgresSessions
                     )
                 )  # fmt: skip
         return results
-
-    def _settle_credits(self, added: dict[str, int], paid: list[str], within: list[str], checked: list[str]) -> None:
-        """After a commit: spend the credits that paid for rows, grant the new ones,
-        drop those of tokens whose bound the exact check reset."""
-        credits = self._credits
-        for t in paid:
-            left = credits.pop(t, 0) - added[t]  # 0 when the memory was cleared meanwhile
-            if left > 0:
-                credits[t] = left
-        if len(credits) + len(within) > _MAX_CREDITED_TOKENS:
-            credits.clear()
-        for t in within:  # bound grew by its rows + BOUND_CREDITS and is within the cap
-            credits[t] = credits.get(t, 0) + BOUND_CREDITS
-        for t in checked:
-            credits.pop(t, None)
 
     async def _apply_cap(self, conn: Any, unique: Sequence[Notification], check: list[str], at: int) -> list[Any]:
         """The exact backlog cap for the tokens that may be over it; the dropped rows.

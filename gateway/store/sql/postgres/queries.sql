@@ -241,14 +241,13 @@ SELECT (SELECT array_agg(nextval('notifications_id_seq')) FROM generate_series(1
 
 -- name: accept_bound
 -- After the COPY, just before COMMIT: the pending bound of each token
--- (migration 004) grows by $2 (its rows of the batch, plus the credits the
--- store reserves: postgres.py).  It locks the token rows ($1 sorted: one
+-- (migration 004) grows by its rows of the batch (a known row counted too
+-- only loosens the upper bound).  It locks the token rows ($1 sorted: one
 -- lock order) until the commit, so it comes last: a concurrent batch of
 -- another process with some of the same tokens waits for this UPDATE and the
 -- commit, not for the COPY too.  Returned: the tokens whose bound passes the
--- cap $3 (they get the exact check), those within it (they may keep their
--- credits), and how many tokens have a row to keep a bound in (fewer than
--- $1: the others are checked exactly too).
+-- cap $3 (they get the exact check) and how many tokens have a row to keep a
+-- bound in (fewer than $1: the others are checked exactly too).
 WITH bound AS (
     UPDATE tokens t SET pending_bound = t.pending_bound + u.n
     FROM unnest($1::text[], $2::bigint[]) AS u(token, n)
@@ -256,7 +255,6 @@ WITH bound AS (
     RETURNING t.token, t.pending_bound
 )
 SELECT ARRAY(SELECT b.token FROM bound b WHERE b.pending_bound > $3) AS over_tokens,
-       ARRAY(SELECT b.token FROM bound b WHERE b.pending_bound <= $3) AS within_tokens,
        (SELECT count(*) FROM bound) AS bounded;
 
 -- name: accept_registered_tokens
