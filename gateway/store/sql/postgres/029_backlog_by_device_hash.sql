@@ -7,7 +7,7 @@
 -- device among the few that share a hash); the order within a key is still
 -- priority DESC, id, so a backlog page needs no sort.
 -- hashtext() is immutable and hashes the bytes (the column's collation is
--- deterministic), as PostgreSQL's hash partitioning relies on too.
+-- deterministic), as hash indexes on text rely on too.
 DROP INDEX IF EXISTS notifications_backlog;
 CREATE INDEX notifications_backlog ON notifications (hashtext(device_id), priority DESC, id)
     WHERE status = 'pending' AND kind = 'local';

@@ -292,7 +292,7 @@ WITH t AS (
     SELECT x.id FROM t, LATERAL (
         SELECT n.id FROM notifications n
         WHERE hashtext(n.device_id) = hashtext(t.device_id) AND n.device_id = t.device_id AND n.token = t.token
-      AND n.status = 'pending' AND n.kind = 'local'
+          AND n.status = 'pending' AND n.kind = 'local'
         ORDER BY n.priority DESC, n.id DESC
         OFFSET $3
     ) x
